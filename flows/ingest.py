@@ -1,0 +1,163 @@
+"""`ingest`: every new file in the incoming folder is validated; rows are stored or quarantined."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.runtime import open_store, run_name, settings_from, utc_now
+from pipeline.artifacts import sha256_of
+from pipeline.config import Settings
+from pipeline.validate import BAD_COLUMNS, SUPPORTED_SUFFIXES, UnreadableFile, Validated, read_incoming, validate_rows
+from warehouse.store import Warehouse, batch_id
+
+
+@dataclass
+class FileReport:
+    """What happened to one incoming file."""
+
+    name: str
+    batch: str
+    rows_in: int | None = None  # None when the file could not be read at all
+    stored: int = 0
+    quarantined: int = 0
+    skipped: bool = False  # already ingested earlier (same content)
+    refused: str | None = None  # why the whole file was refused
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def pending_files(folder: Path) -> list[Path]:
+    """Files waiting in the incoming folder, oldest name first; hidden and partial files are left alone."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+
+
+def stored_ids(store: Warehouse, ids: pd.Series, batch: str) -> set[str]:
+    """Which of `ids` are already stored by batches other than `batch` (a re-run sees its own batch)."""
+    with store.connect() as con:
+        con.register("incoming_ids", pa.table({"record_id": pa.array(ids.dropna().unique(), pa.string())}))
+        rows = con.execute(
+            "SELECT DISTINCT r.record_id FROM records r JOIN incoming_ids USING (record_id) WHERE r.batch_id <> ?",
+            [batch],
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _records_table(checked: Validated, name: str, now: pd.Timestamp) -> pa.Table:
+    good = checked.good.assign(source_file=name, ingested_at=now)
+    return pa.Table.from_pandas(good, preserve_index=False)
+
+
+def _quarantine_table(bad: pd.DataFrame, name: str, now: pd.Timestamp) -> pa.Table:
+    frame = bad[BAD_COLUMNS].assign(source_file=name, quarantined_at=now)
+    frame["row_number"] = frame["row_number"].astype("Int64")
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _refusal(reason: str) -> pd.DataFrame:
+    return pd.DataFrame([{"record_id": None, "row_number": None, "column_name": "(file)", "rule": "readable",
+                          "value": None, "reason": f"file refused: {reason}", "raw": None}])
+
+
+def _reasons(bad: pd.DataFrame) -> dict[str, int]:
+    counts = bad.groupby(["column_name", "rule"]).size().sort_values(ascending=False)
+    return {f"{column} / {rule}": int(n) for (column, rule), n in counts.items()}
+
+
+@task(cache_policy=NO_CACHE, task_run_name="ingest {path.name}")
+def ingest_file(store: Warehouse, settings: Settings, path: Path) -> FileReport:
+    """Validate one file and commit its good rows and its quarantined rows, each as one atomic batch.
+
+    The quarantine batch is committed first and the records batch last: the records batch marks
+    the file as done, so a run killed in between redoes the file and finds the quarantine batch there.
+    """
+    logger = get_run_logger()
+    batch = batch_id("ingest", sha256_of(path))
+    report = FileReport(name=path.name, batch=batch)
+    if store.has_batch("records", batch):
+        report.skipped = True
+        logger.info("%s: this content was already ingested (batch %s); moving it aside", path.name, batch)
+        return report
+    now = pd.Timestamp(utc_now())
+    day = now.date().isoformat()
+    id_column = settings.dataset.id_column
+    try:
+        raw = read_incoming(path)
+        ids = raw[id_column].astype("string").str.strip() if id_column in raw.columns else pd.Series(dtype="string")
+        checked = validate_rows(raw, settings.dataset, stored_ids(store, ids, batch))
+    except UnreadableFile as error:
+        report.refused = str(error)
+        logger.warning("%s refused as a whole: %s", path.name, error)
+        store.commit("quarantine", batch, _quarantine_table(_refusal(str(error)), path.name, now), partition=day)
+        store.commit("records", batch, store.table("records").schema.empty_table(), partition=day)
+        return report
+    store.commit("quarantine", batch, _quarantine_table(checked.bad, path.name, now), partition=day)
+    store.commit("records", batch, _records_table(checked, path.name, now), partition=day)
+    report.rows_in, report.stored, report.quarantined = checked.rows_in, len(checked.good), len(checked.bad)
+    report.reasons = _reasons(checked.bad) if len(checked.bad) else {}
+    logger.info(
+        "%s: %d rows in, %d stored, %d quarantined", path.name, report.rows_in, report.stored, report.quarantined
+    )
+    return report
+
+
+def move_aside(path: Path, report: FileReport, settings: Settings) -> Path:
+    """Move a handled file out of the incoming folder: to `processed/`, or `rejected/` if refused whole."""
+    folder = (settings.rejected_dir if report.refused else settings.processed_dir) / utc_now().date().isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists():
+        target = folder / f"{path.stem}.{report.batch}{path.suffix}"
+    shutil.move(path, target)
+    return target
+
+
+def _summary(reports: list[FileReport]) -> str:
+    lines = ["# Ingest", "", "| file | rows in | stored | quarantined | note |", "|---|---|---|---|---|"]
+    for r in reports:
+        note = "already ingested" if r.skipped else (f"refused: {r.refused}" if r.refused else "")
+        lines.append(f"| {r.name} | {r.rows_in if r.rows_in is not None else '-'} | {r.stored} | {r.quarantined} | {note} |")
+    reasons: dict[str, int] = {}
+    for r in reports:
+        for reason, n in r.reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    if reasons:
+        lines += ["", "Quarantined rows by column / rule:", ""]
+        lines += [f"- {reason}: {n}" for reason, n in sorted(reasons.items(), key=lambda item: -item[1])]
+    return "\n".join(lines)
+
+
+@flow(name="ingest", flow_run_name=run_name("ingest"))
+def ingest(config: str | None = None) -> list[FileReport]:
+    """Validate every file waiting in the incoming folder; store good rows, quarantine bad ones with a reason.
+
+    A file with the same content as one ingested before is not ingested again. Files are moved out
+    of the incoming folder once their batches are committed.
+    """
+    logger = get_run_logger()
+    settings = settings_from(config)
+    store = open_store(settings)
+    files = pending_files(settings.incoming_dir)
+    if not files:
+        logger.info("no new files in %s", settings.incoming_dir)
+        return []
+    reports = []
+    for path in files:
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            logger.warning("%s is not a CSV or Parquet file; it will be refused", path.name)
+        report = ingest_file(store, settings, path)
+        move_aside(path, report, settings)
+        reports.append(report)
+    stored = sum(r.stored for r in reports)
+    quarantined = sum(r.quarantined for r in reports)
+    logger.info("ingested %d file(s): %d rows stored, %d quarantined", len(reports), stored, quarantined)
+    create_markdown_artifact(key="ingest-summary", markdown=_summary(reports), description="ingest")
+    return reports

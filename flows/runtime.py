@@ -1,0 +1,50 @@
+"""What every flow opens first: the settings, the warehouse, and (for scoring) the champion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.artifacts import ArtifactError, load_version
+from pipeline.config import Settings, load_settings
+from pipeline.model import ScoringModel
+from warehouse.catalog import build_catalog
+from warehouse.layout import open_warehouse
+from warehouse.registry import champion
+from warehouse.store import Warehouse
+
+
+def settings_from(config: str | None) -> Settings:
+    return load_settings(Path(config) if config else None)
+
+
+def open_store(settings: Settings) -> Warehouse:
+    """The warehouse, its folders and schema files created and its catalog up to date."""
+    dataset = settings.dataset
+    store = open_warehouse(
+        settings.warehouse_dir,
+        {f.name: f.kind for f in dataset.features},
+        event_time=dataset.event_time_column is not None,
+    )
+    store.init()
+    build_catalog(store)
+    return store
+
+
+def load_champion(store: Warehouse) -> ScoringModel:
+    """The champion's model, after its files were checked against the registry's sha256."""
+    with store.connect() as con:
+        registered = champion(con)
+    if registered is None:
+        raise ArtifactError("there is no champion model yet: run `scorehouse train` first")
+    return load_version(registered.artifact_dir, registered.sha256)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_name(verb: str) -> Callable[[], str]:
+    """A flow run name that says what ran and when (`ingest 2026-11-21 14:05`), for the Prefect UI."""
+    return lambda: f"{verb} {utc_now():%Y-%m-%d %H:%M}"

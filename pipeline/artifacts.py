@@ -1,0 +1,109 @@
+"""Model version files: written atomically with their sha256, loaded only after the hashes match.
+
+joblib files are pickles, and unpickling runs code: nothing is unpickled before its bytes match the
+hash recorded in the registry when the version was written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from pipeline.model import ScoringModel
+
+EMBEDDING_FILE = "embedding.joblib"
+CLASSIFIER_FILE = "classifier.joblib"
+METADATA_FILE = "metadata.json"
+FILES = (EMBEDDING_FILE, CLASSIFIER_FILE, METADATA_FILE)
+
+
+class ArtifactError(RuntimeError):
+    """A model version's files are missing, changed or unreadable; it must not be used."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_version(model: ScoringModel, folder: Path, metadata: dict[str, Any]) -> dict[str, str]:
+    """Write the version's files into `folder` (which must not exist yet) and return their sha256s.
+
+    Files go to a temporary sibling folder first, which is renamed into place: a killed save
+    leaves no half-written version behind.
+    """
+    temporary = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
+    temporary.mkdir(parents=True)
+    try:
+        joblib.dump(model.embedding, temporary / EMBEDDING_FILE)
+        joblib.dump(model.classifier, temporary / CLASSIFIER_FILE)
+        hashes = {name: sha256_of(temporary / name) for name in (EMBEDDING_FILE, CLASSIFIER_FILE)}
+        document = {**metadata, **_describe(model), "sha256": hashes}
+        (temporary / METADATA_FILE).write_text(json.dumps(document, indent=2, sort_keys=True, default=str))
+        hashes[METADATA_FILE] = sha256_of(temporary / METADATA_FILE)
+        for name in FILES:
+            with open(temporary / name, "rb") as handle:
+                os.fsync(handle.fileno())
+        if folder.exists():
+            shutil.rmtree(folder)  # a version folder the registry never recorded: a killed earlier save
+        os.replace(temporary, folder)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return hashes
+
+
+def _describe(model: ScoringModel) -> dict[str, Any]:
+    """What scoring needs besides the fitted objects; kept as JSON so it is readable and hashed."""
+    return {
+        "version": model.version,
+        "model_input": model.model_input,
+        "threshold": model.threshold,
+        "classes": list(model.classes),
+        "feature_names": model.feature_names,
+    }
+
+
+def verify_version(folder: Path, expected: dict[str, str]) -> None:
+    """Raise ArtifactError unless every file of the version matches the sha256 the registry recorded."""
+    for name in FILES:
+        path = folder / name
+        if name not in expected:
+            raise ArtifactError(f"the registry has no sha256 for {path}; retrain this version or promote another")
+        if not path.is_file():
+            raise ArtifactError(f"model file {path} is missing; restore it or promote another version")
+        actual = sha256_of(path)
+        if actual != expected[name]:
+            raise ArtifactError(
+                f"model file {path} does not match the registry (sha256 {actual[:12]}... != {expected[name][:12]}...): "
+                "it changed after training. Refusing to load it; restore the file or promote another version"
+            )
+
+
+def load_version(folder: Path, expected: dict[str, str]) -> ScoringModel:
+    """Load a version, only after `verify_version` passed."""
+    verify_version(folder, expected)
+    try:
+        metadata = json.loads((folder / METADATA_FILE).read_text())
+        embedding = joblib.load(folder / EMBEDDING_FILE)
+        classifier = joblib.load(folder / CLASSIFIER_FILE)
+    except Exception as error:  # verified files that still fail to load: different library versions
+        raise ArtifactError(f"model files in {folder} could not be loaded: {error}") from error
+    return ScoringModel(
+        version=metadata["version"],
+        embedding=embedding,
+        classifier=classifier,
+        model_input=metadata["model_input"],
+        threshold=float(metadata["threshold"]),
+        classes=(metadata["classes"][0], metadata["classes"][1]),
+        feature_names=list(metadata["feature_names"]),
+    )

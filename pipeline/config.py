@@ -1,0 +1,234 @@
+"""The dataset contract and every setting, read from one TOML file and `SCOREHOUSE_...` variables.
+
+Nothing else in the code names a column, a rule or a threshold: it all comes from here.
+A wrong file fails at start with the field's path and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "scorehouse.toml"
+CONFIG_ENV = "SCOREHOUSE_CONFIG"
+
+
+class ConfigError(ValueError):
+    """The config file or an override is wrong; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    """One input column and the rules a value must pass to be stored."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["numeric", "categorical"]
+    nullable: bool = Field(True, description="whether a missing value is allowed")
+    min: float | None = Field(None, description="smallest allowed value (numeric only)")
+    max: float | None = Field(None, description="largest allowed value (numeric only)")
+    allowed: list[str] | None = Field(None, description="allowed values (categorical only)")
+
+    @model_validator(mode="after")
+    def _rules_fit_kind(self) -> Feature:
+        if self.kind == "categorical" and (self.min is not None or self.max is not None):
+            raise ValueError(f"feature {self.name!r} is categorical: 'min'/'max' apply to numeric features only")
+        if self.kind == "numeric" and self.allowed is not None:
+            raise ValueError(f"feature {self.name!r} is numeric: 'allowed' applies to categorical features only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min {self.min} is above max {self.max}")
+        if self.allowed is not None and not self.allowed:
+            raise ValueError(f"feature {self.name!r}: 'allowed' is empty; omit it to allow any value")
+        return self
+
+
+class Dataset(_Strict):
+    """Which column is which in the incoming data."""
+
+    id_column: str = Field(min_length=1, description="unique id of a record")
+    event_time_column: str | None = Field(None, description="optional time the record describes")
+    target_column: str = Field(min_length=1, description="true outcome, in reference and feedback data")
+    classes: tuple[str, str] = Field(description="the two values of the target: negative first, then positive")
+    features: list[Feature] = Field(min_length=1)
+
+    @property
+    def positive_class(self) -> str:
+        return self.classes[1]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @model_validator(mode="after")
+    def _names_are_distinct(self) -> Dataset:
+        names = self.feature_names
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"features listed twice: {duplicated}")
+        special = {self.id_column, self.target_column} | ({self.event_time_column} if self.event_time_column else set())
+        clash = sorted(special & set(names))
+        if clash:
+            raise ValueError(f"{clash} is the id, target or event-time column and cannot also be a feature")
+        if self.classes[0] == self.classes[1]:
+            raise ValueError("classes must be two different values")
+        return self
+
+
+class Training(_Strict):
+    """How the first model is fitted and evaluated."""
+
+    reference_path: Path = Field(description="file holding the labelled reference data (CSV or Parquet)")
+    reference_fraction: float = Field(
+        1.0, gt=0, le=1, description="leading share of the reference file used as history (the rest arrives later)"
+    )
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of the reference set kept for evaluation")
+    seed: int = 42
+
+
+class Model(_Strict):
+    """The embedding and the classifier."""
+
+    embedding_size: int = Field(8, ge=1, description="PCA components of the embedding")
+    input: Literal["embedding", "features", "both"] = Field(
+        "embedding", description="what the classifier sees: the embedding, the preprocessed features, or both"
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="score at or above which the label is positive")
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict, description="XGBoost parameters")
+
+
+class Scoring(_Strict):
+    chunk_rows: int = Field(100_000, ge=1, description="rows embedded and scored at once; bounds memory")
+
+
+class Paths(_Strict):
+    """Folders; relative paths resolve from the config file's folder."""
+
+    incoming: Path = Path("data/incoming")
+    feedback: Path = Path("data/feedback")
+    processed_files: Path = Path("data/processed")
+    rejected_files: Path = Path("data/rejected")
+    warehouse: Path = Path("data/warehouse")
+    models: Path = Path("artifacts/models")
+    reports: Path = Path("artifacts/reports")
+
+
+class Settings(BaseSettings):
+    """Everything Scorehouse needs to know about a dataset and where things live."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCOREHOUSE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    dataset: Dataset
+    training: Training
+    model: Model = Model()
+    scoring: Scoring = Scoring()
+    paths: Paths = Paths()
+    base_dir: Path = Field(REPO_ROOT, description="folder relative paths resolve from (the config file's folder)")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    @field_validator("base_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
+
+    def resolve(self, path: Path) -> Path:
+        """An absolute path: configured paths are relative to `base_dir`."""
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def incoming_dir(self) -> Path:
+        return self.resolve(self.paths.incoming)
+
+    @property
+    def feedback_dir(self) -> Path:
+        return self.resolve(self.paths.feedback)
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.resolve(self.paths.processed_files)
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.resolve(self.paths.rejected_files)
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.resolve(self.paths.warehouse)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.resolve(self.paths.models)
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.resolve(self.paths.reports)
+
+    @property
+    def reference_path(self) -> Path:
+        return self.resolve(self.training.reference_path)
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read and validate the config; `config` defaults to $SCOREHOUSE_CONFIG, then ./scorehouse.toml of the repo.
+
+    Raises ConfigError naming each wrong field, so a bad file fails before any work starts.
+    """
+    path = Path(config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).resolve()
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist: pass --config PATH or set {CONFIG_ENV}")
+    previous = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = str(path)
+    try:
+        overrides.setdefault("base_dir", path.parent)
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, path)) from None
+    finally:
+        if previous is None:
+            del os.environ[CONFIG_ENV]
+        else:
+            os.environ[CONFIG_ENV] = previous
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    lines = [f"config {path} is not valid ({error.error_count()} problem(s)):"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {item['msg']}")
+    lines.append(f"Fix the file or the matching {Settings.model_config.get('env_prefix')}... variable and run again.")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Training a model version on a labelled reference set and measuring it on a held-out slice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pipeline.config import Dataset, Model, Settings
+from pipeline.metrics import classification_metrics
+from pipeline.model import ScoringModel, fit_model
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    model: ScoringModel
+    metrics: dict[str, float]  # on the hold-out, for the configured model input
+    baselines: dict[str, dict[str, float]]  # the same classifier on each other input, for comparison
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+
+
+def reference_slice(frame: pd.DataFrame, fraction: float, dataset: Dataset) -> pd.DataFrame:
+    """The leading `fraction` of the reference file (by event time when configured, else file order)."""
+    if dataset.event_time_column:
+        frame = frame.sort_values(dataset.event_time_column, kind="stable")
+    return frame.head(int(round(len(frame) * fraction))).reset_index(drop=True)
+
+
+def binary_target(labels: pd.Series, dataset: Dataset) -> np.ndarray:
+    """1 for the positive class, 0 for the negative; anything else is an error naming the values."""
+    unknown = sorted(set(labels.dropna().astype(str)) - set(dataset.classes))
+    if unknown or labels.isna().any():
+        raise ValueError(
+            f"target column {dataset.target_column!r} must hold only {list(dataset.classes)}; "
+            f"found {unknown[:5] or 'missing values'}"
+        )
+    return (labels.astype(str) == dataset.positive_class).to_numpy(dtype=int)
+
+
+def train_and_evaluate(reference: pd.DataFrame, settings: Settings, *, version: str) -> TrainingResult:
+    """Split `reference` (stratified, seeded), fit on one part, measure on the other.
+
+    Also fits the same classifier on the other model inputs, so the registry records what the
+    embedding costs or gains against the raw preprocessed features.
+    """
+    dataset, seed = settings.dataset, settings.training.seed
+    y = binary_target(reference[dataset.target_column], dataset)
+    train, holdout, y_train, y_holdout = train_test_split(
+        reference, y, test_size=settings.training.holdout_fraction, random_state=seed, stratify=y
+    )
+    model = fit_model(train, y_train, dataset, settings.model, version=version, seed=seed)
+    metrics = classification_metrics(y_holdout, model.score(holdout)[0], model.threshold)
+    baselines: dict[str, dict[str, float]] = {}
+    for other in ("embedding", "features", "both"):
+        if other != settings.model.input:
+            alternative = Model(**{**settings.model.model_dump(), "input": other})
+            candidate = fit_model(train, y_train, dataset, alternative, version=version, seed=seed)
+            baselines[other] = classification_metrics(y_holdout, candidate.score(holdout)[0], candidate.threshold)
+    return TrainingResult(
+        model=model,
+        metrics=metrics,
+        baselines=baselines,
+        train=train.reset_index(drop=True),
+        holdout=holdout.reset_index(drop=True),
+    )
+
+
+def reference_set(result: TrainingResult, dataset: Dataset) -> pd.DataFrame:
+    """The version's training data as monitoring compares against it: features, target, embedding, score."""
+    parts = []
+    for split, frame in (("train", result.train), ("holdout", result.holdout)):
+        scores, _, vectors = result.model.score(frame)
+        part = frame[["record_id", *dataset.feature_names]].copy()
+        part.insert(1, "split", split)
+        part.insert(2, "target", frame[dataset.target_column].astype(str).to_numpy())
+        part["embedding"] = list(vectors)
+        part["score"] = scores
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,58 @@
+"""The DuckDB catalog: a database file that holds only views over the Parquet tables.
+
+Flows never write it. It is rebuilt only when its views must change (or the warehouse moved), into
+a temporary file that then replaces the old one atomically, so readers holding the old file open
+keep working. Views use absolute paths: a reader gets answers from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+
+from warehouse.store import SAFE_DUCKDB_CONFIG, Warehouse
+
+CATALOG_FILE = "warehouse.duckdb"
+
+def _fingerprint(definitions: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(repr(definitions).encode()).hexdigest()[:16]
+
+
+def catalog_path(store: Warehouse) -> Path:
+    return store.root / CATALOG_FILE
+
+
+def catalog_is_current(store: Warehouse) -> bool:
+    path = catalog_path(store)
+    if not path.exists():
+        return False
+    try:
+        with duckdb.connect(str(path), read_only=True, config=SAFE_DUCKDB_CONFIG) as con:
+            row = con.execute("SELECT fingerprint FROM catalog_info").fetchone()
+    except duckdb.Error:
+        return False
+    return row is not None and row[0] == _fingerprint(store.definitions())
+
+
+def build_catalog(store: Warehouse) -> Path:
+    """Write the catalog if its views changed; an unchanged catalog is left alone. Returns its path."""
+    path = catalog_path(store)
+    if catalog_is_current(store):
+        return path
+    definitions = store.definitions()
+    temporary = store.root / f".{CATALOG_FILE}.{uuid.uuid4().hex}.tmp"
+    try:
+        with duckdb.connect(str(temporary), config=SAFE_DUCKDB_CONFIG) as con:
+            for name, sql in definitions:
+                con.execute(f"CREATE VIEW {name} AS {sql}")
+            con.execute(f"CREATE VIEW catalog_info AS SELECT '{_fingerprint(definitions)}' AS fingerprint")
+            con.execute("CHECKPOINT")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+        Path(f"{temporary}.wal").unlink(missing_ok=True)
+    return path

@@ -1,0 +1,159 @@
+"""The tables of the warehouse and their columns.
+
+`record_id` is the dataset's id column under one name in every table (always text, so any id
+survives). Timestamps are UTC. Each table is partitioned by the day its rows were written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+
+from warehouse.store import Table, Warehouse
+
+FeatureKind = Literal["numeric", "categorical"]
+TS = pa.timestamp("us", tz="UTC")
+
+QUARANTINE = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("source_file", pa.string()),
+        ("row_number", pa.int64()),  # 1-based data row in the file; null when the whole file was refused
+        ("column_name", pa.string()),
+        ("rule", pa.string()),
+        ("value", pa.string()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),  # the row as it arrived, as JSON
+        ("quarantined_at", TS),
+        ("quarantined_on", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+MODELS = pa.schema(
+    [
+        ("model_version", pa.string()),
+        ("event", pa.string()),  # trained | promoted | rejected | retired
+        ("event_at", TS),
+        ("reason", pa.string()),
+        ("actor", pa.string()),
+        ("roc_auc", pa.float64()),
+        ("f1", pa.float64()),
+        ("precision", pa.float64()),
+        ("recall", pa.float64()),
+        ("balanced_accuracy", pa.float64()),
+        ("metrics_json", pa.string()),  # every metric measured, including the comparison baselines
+        ("model_input", pa.string()),
+        ("embedding_size", pa.int32()),
+        ("threshold", pa.float64()),
+        ("train_rows", pa.int64()),
+        ("holdout_rows", pa.int64()),
+        ("data_from", pa.string()),
+        ("data_to", pa.string()),
+        ("fingerprint", pa.string()),  # what the version was trained from: data hash + parameters
+        ("artifact_dir", pa.string()),
+        ("artifact_sha256", pa.string()),  # JSON: file name -> sha256
+        ("event_on", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+
+def _feature_fields(features: Mapping[str, FeatureKind]) -> list[pa.Field]:
+    return [pa.field(name, pa.float64() if kind == "numeric" else pa.string()) for name, kind in features.items()]
+
+
+def records_schema(features: Mapping[str, FeatureKind], event_time: bool) -> pa.Schema:
+    fields = [pa.field("record_id", pa.string())]
+    if event_time:
+        fields.append(pa.field("event_time", TS))
+    fields += _feature_fields(features)
+    fields += [
+        pa.field("source_file", pa.string()),
+        pa.field("row_number", pa.int64()),
+        pa.field("row_hash", pa.string()),
+        pa.field("ingested_at", TS),
+        pa.field("ingested_on", pa.string()),
+        pa.field("batch_id", pa.string()),
+    ]
+    return pa.schema(fields)
+
+
+def predictions_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            ("record_id", pa.string()),
+            ("model_version", pa.string()),
+            ("score", pa.float64()),  # probability of the positive class
+            ("label", pa.string()),  # the class at the model's threshold
+            ("threshold", pa.float64()),
+            ("embedding", pa.list_(pa.float32())),
+            ("scored_at", TS),
+            ("scored_on", pa.string()),
+            ("batch_id", pa.string()),
+        ]
+    )
+
+
+def reference_schema(features: Mapping[str, FeatureKind]) -> pa.Schema:
+    """The set monitoring compares production against: the training data of a version, embedded."""
+    return pa.schema(
+        [
+            pa.field("model_version", pa.string()),
+            pa.field("record_id", pa.string()),
+            pa.field("split", pa.string()),  # train | holdout
+            pa.field("target", pa.string()),
+            *_feature_fields(features),
+            pa.field("embedding", pa.list_(pa.float32())),
+            pa.field("score", pa.float64()),
+            pa.field("batch_id", pa.string()),
+        ]
+    )
+
+
+def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) -> list[Table]:
+    return [
+        Table(name="records", partition_by="ingested_on", schema=records_schema(features, event_time)),
+        Table(name="quarantine", partition_by="quarantined_on", schema=QUARANTINE),
+        Table(name="predictions", partition_by="scored_on", schema=predictions_schema()),
+        Table(name="models", partition_by="event_on", schema=MODELS),
+        Table(name="reference", partition_by="model_version", schema=reference_schema(features)),
+    ]
+
+
+# Views for people (and the flows), over the table views. Each answers one common question.
+VIEWS: dict[str, str] = {
+    # The latest prediction per record (a new model adds rows; history stays in `predictions`).
+    "predictions_current": """
+        SELECT * FROM predictions
+        QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at DESC, model_version DESC) = 1
+    """,
+    # Each period a version was champion; `champion_until` is null for the one in production now.
+    "champion_history": """
+        SELECT model_version, event_at AS champion_from,
+               lead(event_at) OVER (ORDER BY event_at, batch_id) AS champion_until, reason, actor
+        FROM models WHERE event = 'promoted'
+    """,
+    # The version in production now, with its training metrics and files.
+    "champion": """
+        SELECT m.* FROM champion_history h JOIN models m
+          ON m.model_version = h.model_version AND m.event = 'trained'
+        WHERE h.champion_until IS NULL
+    """,
+    "quarantine_reasons": """
+        SELECT column_name, rule, count(*) AS rows, count(DISTINCT source_file) AS files,
+               min(quarantined_at) AS first_seen, max(quarantined_at) AS last_seen
+        FROM quarantine GROUP BY ALL ORDER BY rows DESC
+    """,
+    "ingest_batches": """
+        SELECT source_file, batch_id, min(ingested_at) AS ingested_at, count(*) AS rows
+        FROM records GROUP BY ALL ORDER BY ingested_at
+    """,
+}
+
+
+def open_warehouse(root: Path, features: Mapping[str, FeatureKind], *, event_time: bool) -> Warehouse:
+    return Warehouse(root, scorehouse_tables(features, event_time=event_time), VIEWS)

@@ -1,0 +1,46 @@
+"""Reading the model registry (the `models` table): which versions exist and which one is champion."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisteredVersion:
+    version: str
+    artifact_dir: Path
+    sha256: dict[str, str]
+    fingerprint: str
+
+
+def _version(row: tuple[str, str, str, str]) -> RegisteredVersion:
+    version, artifact_dir, sha256, fingerprint = row
+    return RegisteredVersion(
+        version=version, artifact_dir=Path(artifact_dir), sha256=json.loads(sha256), fingerprint=fingerprint
+    )
+
+
+_TRAINED = "SELECT model_version, artifact_dir, artifact_sha256, fingerprint FROM models WHERE event = 'trained'"
+
+
+def champion(con: duckdb.DuckDBPyConnection) -> RegisteredVersion | None:
+    """The version promoted last, or None before the first training."""
+    row = con.execute("SELECT model_version, artifact_dir, artifact_sha256, fingerprint FROM champion").fetchone()
+    return _version(row) if row else None
+
+
+def version_with_fingerprint(con: duckdb.DuckDBPyConnection, fingerprint: str) -> str | None:
+    row = con.execute(f"{_TRAINED} AND fingerprint = ?", [fingerprint]).fetchone()
+    return str(row[0]) if row else None
+
+
+def next_version(con: duckdb.DuckDBPyConnection) -> str:
+    """`v<n>`, one above the highest version registered."""
+    row = con.execute(
+        "SELECT coalesce(max(TRY_CAST(substr(model_version, 2) AS INTEGER)), 0) FROM models WHERE event = 'trained'"
+    ).fetchone()
+    return f"v{int(row[0]) + 1 if row else 1}"
