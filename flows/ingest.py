@@ -15,7 +15,14 @@ from prefect.cache_policies import NO_CACHE
 from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
-from pipeline.validate import BAD_COLUMNS, SUPPORTED_SUFFIXES, UnreadableFile, Validated, read_incoming, validate_rows
+from pipeline.validate import (
+    BAD_COLUMNS,
+    SUPPORTED_SUFFIXES,
+    UnreadableFile,
+    Validated,
+    read_incoming,
+    validate_rows,
+)
 from warehouse.store import Warehouse, batch_id
 
 
@@ -63,8 +70,19 @@ def _quarantine_table(bad: pd.DataFrame, name: str, now: pd.Timestamp) -> pa.Tab
 
 
 def _refusal(reason: str) -> pd.DataFrame:
-    return pd.DataFrame([{"record_id": None, "row_number": None, "column_name": "(file)", "rule": "readable",
-                          "value": None, "reason": f"file refused: {reason}", "raw": None}])
+    return pd.DataFrame(
+        [
+            {
+                "record_id": None,
+                "row_number": None,
+                "column_name": "(file)",
+                "rule": "readable",
+                "value": None,
+                "reason": f"file refused: {reason}",
+                "raw": None,
+            }
+        ]
+    )
 
 
 def _reasons(bad: pd.DataFrame) -> dict[str, int]:
@@ -124,7 +142,9 @@ def _summary(reports: list[FileReport]) -> str:
     lines = ["# Ingest", "", "| file | rows in | stored | quarantined | note |", "|---|---|---|---|---|"]
     for r in reports:
         note = "already ingested" if r.skipped else (f"refused: {r.refused}" if r.refused else "")
-        lines.append(f"| {r.name} | {r.rows_in if r.rows_in is not None else '-'} | {r.stored} | {r.quarantined} | {note} |")
+        lines.append(
+            f"| {r.name} | {r.rows_in if r.rows_in is not None else '-'} | {r.stored} | {r.quarantined} | {note} |"
+        )
     reasons: dict[str, int] = {}
     for r in reports:
         for reason, n in r.reasons.items():

@@ -41,8 +41,9 @@ def predictions_table(model: ScoringModel, chunk: pa.RecordBatch, scored_at: obj
             "score": pa.array(scores, pa.float64()),
             "label": pa.array(labels, pa.string()),
             "threshold": pa.array(np.full(n, model.threshold), pa.float64()),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), vectors.shape[1])
-            .cast(pa.list_(pa.float32())),
+            "embedding": pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.ravel(), pa.float32()), vectors.shape[1]
+            ).cast(pa.list_(pa.float32())),
             "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
         }
     )
@@ -59,7 +60,9 @@ def score_chunk(store: Warehouse, model: ScoringModel, chunk: pa.RecordBatch, nu
     """Embed, score and commit one chunk as one atomic batch; returns how many positives it predicted."""
     now = utc_now()
     table = predictions_table(model, chunk, now)
-    store.commit("predictions", chunk_batch_id(model.version, chunk.column("record_id")), table, partition=now.date().isoformat())
+    store.commit(
+        "predictions", chunk_batch_id(model.version, chunk.column("record_id")), table, partition=now.date().isoformat()
+    )
     return int(np.sum(table.column("label").to_numpy(zero_copy_only=False) == model.classes[1]))
 
 
@@ -82,7 +85,14 @@ def score(config: str | None = None) -> ScoreReport:
             positives += score_chunk(store, model, chunk, chunks)
             scored += chunk.num_rows
     report = ScoreReport(model_version=model.version, scored=scored, chunks=chunks, positives=positives)
-    logger.info("scored %d records with %s in %d chunk(s); %d predicted %s", scored, model.version, chunks, positives, model.classes[1])
+    logger.info(
+        "scored %d records with %s in %d chunk(s); %d predicted %s",
+        scored,
+        model.version,
+        chunks,
+        positives,
+        model.classes[1],
+    )
     create_markdown_artifact(
         key="score-summary",
         markdown=f"# Score\n\n{scored} records scored by **{model.version}** in {chunks} chunk(s); "

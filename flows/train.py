@@ -17,7 +17,12 @@ from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.artifacts import save_version, sha256_of
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
-from pipeline.training import TrainingResult, reference_set, reference_slice, train_and_evaluate
+from pipeline.training import (
+    TrainingResult,
+    reference_set,
+    reference_slice,
+    train_and_evaluate,
+)
 from pipeline.validate import read_incoming, validate_rows
 from warehouse.registry import champion, next_version, version_with_fingerprint
 from warehouse.store import Warehouse, batch_id
@@ -105,7 +110,9 @@ def register(store: Warehouse, settings: Settings, result: TrainingResult, finge
     events = [{**row, "event": "trained", "reason": "trained on the reference data"}]
     if promote:
         events.append({**row, "event": "promoted", "reason": "first model: no champion yet"})
-    store.commit("models", batch_id("models", version, "trained"), pa.Table.from_pylist(events), partition=now.date().isoformat())
+    store.commit(
+        "models", batch_id("models", version, "trained"), pa.Table.from_pylist(events), partition=now.date().isoformat()
+    )
     return promote
 
 
@@ -117,8 +124,7 @@ def _summary(result: TrainingResult, promoted: bool) -> str:
         "",
         "| input | " + " | ".join(METRICS) + " |",
         "|---|" + "---|" * len(METRICS),
-        f"| **{result.model.model_input}** (used) | "
-        + " | ".join(f"{result.metrics[m]:.3f}" for m in METRICS) + " |",
+        f"| **{result.model.model_input}** (used) | " + " | ".join(f"{result.metrics[m]:.3f}" for m in METRICS) + " |",
     ]
     for name, metrics in result.baselines.items():
         lines.append(f"| {name} | " + " | ".join(f"{metrics[m]:.3f}" for m in METRICS) + " |")

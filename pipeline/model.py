@@ -66,7 +66,9 @@ def fit_embedding(frame: pd.DataFrame, dataset: Dataset, size: int, seed: int) -
     return Embedding(preprocess=preprocess, pca=pca)
 
 
-def classifier_input(embedding: Embedding, frame: pd.DataFrame, model_input: ModelInput) -> tuple[np.ndarray, np.ndarray]:
+def classifier_input(
+    embedding: Embedding, frame: pd.DataFrame, model_input: ModelInput
+) -> tuple[np.ndarray, np.ndarray]:
     """What the classifier sees for `frame`, and the embedding (always computed: it is stored)."""
     features = embedding.features(frame)
     vectors = embedding.project(features)
@@ -77,7 +79,9 @@ def classifier_input(embedding: Embedding, frame: pd.DataFrame, model_input: Mod
     return np.hstack([features, vectors]), vectors
 
 
-def fit_classifier(x: np.ndarray, y: np.ndarray, params: dict[str, float | int | str | bool], seed: int) -> XGBClassifier:
+def fit_classifier(
+    x: np.ndarray, y: np.ndarray, params: dict[str, float | int | str | bool], seed: int
+) -> XGBClassifier:
     settings: dict[str, float | int | str | bool] = {"random_state": seed, "n_jobs": 2, "eval_metric": "auc"}
     settings.update(params)
     return XGBClassifier(**settings).fit(x, y)

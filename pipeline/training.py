@@ -26,7 +26,7 @@ def reference_slice(frame: pd.DataFrame, fraction: float, dataset: Dataset) -> p
     """The leading `fraction` of the reference file (by event time when configured, else file order)."""
     if dataset.event_time_column:
         frame = frame.sort_values(dataset.event_time_column, kind="stable")
-    return frame.head(int(round(len(frame) * fraction))).reset_index(drop=True)
+    return frame.head(round(len(frame) * fraction)).reset_index(drop=True)
 
 
 def binary_target(labels: pd.Series, dataset: Dataset) -> np.ndarray:

@@ -97,7 +97,9 @@ def validate_rows(raw: pd.DataFrame, dataset: Dataset, stored_ids: Collection[st
     problems.flag(ids.isna(), dataset.id_column, "required", "the id is missing")
     seen_before = ids.duplicated(keep="first") & ids.notna()
     problems.flag(seen_before, dataset.id_column, "unique", "the id appears earlier in this file")
-    problems.flag(ids.isin(list(stored_ids)), dataset.id_column, "unique", "the id is already stored from an earlier file")
+    problems.flag(
+        ids.isin(list(stored_ids)), dataset.id_column, "unique", "the id is already stored from an earlier file"
+    )
 
     good = pd.DataFrame({"record_id": ids})
     if dataset.event_time_column:
@@ -125,7 +127,9 @@ def _check_required(feature: Feature, missing: pd.Series, problems: _Problems) -
 
 def _check_time(raw: pd.DataFrame, name: str, problems: _Problems) -> pd.Series:
     if name not in raw.columns:
-        problems.flag(pd.Series(True, index=raw.index), name, "present", "the event-time column is missing from the file")
+        problems.flag(
+            pd.Series(True, index=raw.index), name, "present", "the event-time column is missing from the file"
+        )
         return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
     text = _text(raw[name])
     parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
@@ -193,7 +197,10 @@ class _Problems:
         bad = self.any()
         out = self.first[bad].copy()
         more = self.count[bad] - 1
-        out["reason"] = [r if m == 0 else f"{r}; and {m} more problem(s) in this row" for r, m in zip(out["reason"], more)]
+        out["reason"] = [
+            r if m == 0 else f"{r}; and {m} more problem(s) in this row"
+            for r, m in zip(out["reason"], more, strict=False)
+        ]
         out["record_id"] = ids[bad]
         out["row_number"] = (np.flatnonzero(bad.to_numpy()) + 1).astype("int64")
         out["raw"] = [json.dumps(row, default=str, ensure_ascii=False) for row in self.raw[bad].to_dict("records")]

@@ -18,6 +18,7 @@ from warehouse.store import SAFE_DUCKDB_CONFIG, Warehouse
 
 CATALOG_FILE = "warehouse.duckdb"
 
+
 def _fingerprint(definitions: list[tuple[str, str]]) -> str:
     return hashlib.sha256(repr(definitions).encode()).hexdigest()[:16]
 
@@ -46,7 +47,10 @@ def build_catalog(store: Warehouse) -> Path:
     definitions = store.definitions()
     temporary = store.root / f".{CATALOG_FILE}.{uuid.uuid4().hex}.tmp"
     try:
-        with duckdb.connect(str(temporary), config=SAFE_DUCKDB_CONFIG) as con:
+        # Written in the oldest storage format that holds views, so DuckDB 1.x CLIs can open it too.
+        with duckdb.connect(
+            str(temporary), config={**SAFE_DUCKDB_CONFIG, "storage_compatibility_version": "v1.0.0"}
+        ) as con:
             for name, sql in definitions:
                 con.execute(f"CREATE VIEW {name} AS {sql}")
             con.execute(f"CREATE VIEW catalog_info AS SELECT '{_fingerprint(definitions)}' AS fingerprint")

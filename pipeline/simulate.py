@@ -1,0 +1,63 @@
+"""The demo's simulated arrivals: the rows of the sample after the reference slice, day by day.
+
+What is simulated: the timing. Records arrive as daily files without their target; their labels
+arrive as separate label files a few days later. One day carries deliberately malformed rows and one
+unreadable file, so the quarantine has something to show.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Dataset
+
+
+def arrivals(sample: pd.DataFrame, reference_rows: int, days: int) -> list[pd.DataFrame]:
+    """The rows after the reference slice, cut into `days` consecutive parts (with their target)."""
+    later = sample.iloc[reference_rows:].reset_index(drop=True)
+    return [part.reset_index(drop=True) for part in np.array_split(later, days)]
+
+
+def records_file(day_rows: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+    """What lands in the incoming folder: everything but the target, which nobody knows yet."""
+    return day_rows.drop(columns=[dataset.target_column])
+
+
+def labels_file(day_rows: pd.DataFrame, dataset: Dataset, labelled_on: date) -> pd.DataFrame:
+    """The label file for a day's records: id, label, labelled_at."""
+    start = datetime.combine(labelled_on, time(9), tzinfo=UTC)
+    offsets = pd.to_timedelta(np.arange(len(day_rows)) % 480, unit="min")
+    return pd.DataFrame(
+        {
+            dataset.id_column: day_rows[dataset.id_column].to_numpy(),
+            "label": day_rows[dataset.target_column].to_numpy(),
+            "labelled_at": (pd.Timestamp(start) + offsets).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+
+
+def with_malformed_rows(records: pd.DataFrame, dataset: Dataset, seed: int) -> pd.DataFrame:
+    """A copy with a few rows broken the ways real files break: each breaks one rule of the contract."""
+    rng = np.random.default_rng(seed)
+    broken = records.astype(object).copy()
+    rows = rng.choice(len(broken), size=6, replace=False)
+    numeric = [f for f in dataset.features if f.kind == "numeric"]
+    categorical = [f for f in dataset.features if f.kind == "categorical" and f.allowed]
+    required = [f for f in dataset.features if not f.nullable]
+    bounded = [f for f in numeric if f.min is not None]
+    broken.iat[rows[0], broken.columns.get_loc(numeric[0].name)] = "n/a"
+    broken.iat[rows[1], broken.columns.get_loc(categorical[0].name)] = "unknown"
+    if bounded:
+        broken.iat[rows[2], broken.columns.get_loc(bounded[0].name)] = bounded[0].min - 1  # type: ignore[operator]
+    if required:
+        broken.iat[rows[3], broken.columns.get_loc(required[-1].name)] = None
+    broken.iat[rows[4], broken.columns.get_loc(dataset.id_column)] = None
+    duplicate = broken.iloc[[rows[5]]]
+    return pd.concat([broken, duplicate], ignore_index=True)  # the same id twice in one file
+
+
+def day_date(first: date, day: int) -> date:
+    return first + timedelta(days=day)
