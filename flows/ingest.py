@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.drop_folder import move_aside, pending_files, refusal
 from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
@@ -40,13 +40,6 @@ class FileReport:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def pending_files(folder: Path) -> list[Path]:
-    """Files waiting in the incoming folder, oldest name first; hidden and partial files are left alone."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
-
-
 def stored_ids(store: Warehouse, ids: pd.Series, batch: str) -> set[str]:
     """Which of `ids` are already stored by batches other than `batch` (a re-run sees its own batch)."""
     with store.connect() as con:
@@ -67,22 +60,6 @@ def _quarantine_table(bad: pd.DataFrame, name: str, now: pd.Timestamp) -> pa.Tab
     frame = bad[BAD_COLUMNS].assign(source_file=name, quarantined_at=now)
     frame["row_number"] = frame["row_number"].astype("Int64")
     return pa.Table.from_pandas(frame, preserve_index=False)
-
-
-def _refusal(reason: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "record_id": None,
-                "row_number": None,
-                "column_name": "(file)",
-                "rule": "readable",
-                "value": None,
-                "reason": f"file refused: {reason}",
-                "raw": None,
-            }
-        ]
-    )
 
 
 def _reasons(bad: pd.DataFrame) -> dict[str, int]:
@@ -114,7 +91,7 @@ def ingest_file(store: Warehouse, settings: Settings, path: Path) -> FileReport:
     except UnreadableFile as error:
         report.refused = str(error)
         logger.warning("%s refused as a whole: %s", path.name, error)
-        store.commit("quarantine", batch, _quarantine_table(_refusal(str(error)), path.name, now), partition=day)
+        store.commit("quarantine", batch, _quarantine_table(refusal(str(error)), path.name, now), partition=day)
         store.commit("records", batch, store.table("records").schema.empty_table(), partition=day)
         return report
     store.commit("quarantine", batch, _quarantine_table(checked.bad, path.name, now), partition=day)
@@ -125,17 +102,6 @@ def ingest_file(store: Warehouse, settings: Settings, path: Path) -> FileReport:
         "%s: %d rows in, %d stored, %d quarantined", path.name, report.rows_in, report.stored, report.quarantined
     )
     return report
-
-
-def move_aside(path: Path, report: FileReport, settings: Settings) -> Path:
-    """Move a handled file out of the incoming folder: to `processed/`, or `rejected/` if refused whole."""
-    folder = (settings.rejected_dir if report.refused else settings.processed_dir) / utc_now().date().isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / path.name
-    if target.exists():
-        target = folder / f"{path.stem}.{report.batch}{path.suffix}"
-    shutil.move(path, target)
-    return target
 
 
 def _summary(reports: list[FileReport]) -> str:
@@ -174,7 +140,7 @@ def ingest(config: str | None = None) -> list[FileReport]:
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             logger.warning("%s is not a CSV or Parquet file; it will be refused", path.name)
         report = ingest_file(store, settings, path)
-        move_aside(path, report, settings)
+        move_aside(path, settings.rejected_dir if report.refused else settings.processed_dir, report.batch)
         reports.append(report)
     stored = sum(r.stored for r in reports)
     quarantined = sum(r.quarantined for r in reports)

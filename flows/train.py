@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import platform
-from importlib.metadata import version as package_version
 
 import pandas as pd
-import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.runtime import open_store, run_name, settings_from, utc_now
-from pipeline.artifacts import save_version, sha256_of
+from flows.registry import Event, register_version
+from flows.runtime import open_store, run_name, settings_from
+from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.training import (
     TrainingResult,
-    reference_set,
     reference_slice,
     train_and_evaluate,
 )
 from pipeline.validate import read_incoming, validate_rows
 from warehouse.registry import champion, next_version, version_with_fingerprint
-from warehouse.store import Warehouse, batch_id
-
-LIBRARIES = ("scikit-learn", "xgboost-cpu", "pandas", "numpy", "pyarrow", "duckdb")
+from warehouse.store import Warehouse
 
 
 @task(cache_policy=NO_CACHE)
@@ -69,49 +63,24 @@ def fit(reference: pd.DataFrame, settings: Settings, version: str) -> TrainingRe
 
 @task(cache_policy=NO_CACHE)
 def register(store: Warehouse, settings: Settings, result: TrainingResult, fingerprint_: str) -> bool:
-    """Write the version's files, its reference set and its registry rows; promote it if there is no champion."""
-    version = result.model.version
-    folder = settings.models_dir / version
-    metadata = {
-        "metrics": result.metrics,
-        "baselines": result.baselines,
-        "fingerprint": fingerprint_,
-        "reference_file": str(settings.reference_path),
-        "train_rows": len(result.train),
-        "holdout_rows": len(result.holdout),
-        "libraries": {name: package_version(name) for name in LIBRARIES} | {"python": platform.python_version()},
-    }
-    hashes = save_version(result.model, folder, metadata)
-    dataset = settings.dataset
-    reference = pa.Table.from_pandas(reference_set(result, dataset).assign(model_version=version), preserve_index=False)
-    store.commit("reference", batch_id("reference", version, fingerprint_), reference, partition=version)
-
+    """Write the version and its registry rows; it becomes champion if there is none yet."""
     with store.connect() as con:
         promote = champion(con) is None
-    now = utc_now()
-    ids = pd.concat([result.train["record_id"], result.holdout["record_id"]])
-    row = {
-        "model_version": version,
-        "event_at": now,
-        "actor": "train",
-        **{name: result.metrics[name] for name in METRICS},
-        "metrics_json": json.dumps({"holdout": result.metrics, "other_inputs": result.baselines}),
-        "model_input": result.model.model_input,
-        "embedding_size": settings.model.embedding_size,
-        "threshold": result.model.threshold,
-        "train_rows": len(result.train),
-        "holdout_rows": len(result.holdout),
-        "data_from": ids.min(),
-        "data_to": ids.max(),
-        "fingerprint": fingerprint_,
-        "artifact_dir": str(folder),
-        "artifact_sha256": json.dumps(hashes, sort_keys=True),
-    }
-    events = [{**row, "event": "trained", "reason": "trained on the reference data"}]
+    version = result.model.version
+    events = [Event(version, "trained", "trained on the reference data")]
     if promote:
-        events.append({**row, "event": "promoted", "reason": "first model: no champion yet"})
-    store.commit(
-        "models", batch_id("models", version, "trained"), pa.Table.from_pylist(events), partition=now.date().isoformat()
+        events.append(Event(version, "promoted", "first model: there was no champion"))
+    register_version(
+        store,
+        settings,
+        result.model,
+        train=result.train,
+        holdout=result.holdout,
+        metrics=result.metrics,
+        details={"other_inputs": result.baselines, "reference_file": str(settings.reference_path)},
+        fingerprint=fingerprint_,
+        events=events,
+        actor="train",
     )
     return promote
 

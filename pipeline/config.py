@@ -127,6 +127,48 @@ class Scoring(_Strict):
     chunk_rows: int = Field(100_000, ge=1, description="rows embedded and scored at once; bounds memory")
 
 
+class Monitoring(_Strict):
+    """What the monitor compares, and when it raises an alert."""
+
+    window_days: int | None = Field(
+        None, ge=1, description="monitor predictions scored in the last N days; unset: everything since the last report"
+    )
+    max_rows: int = Field(50_000, ge=100, description="larger windows are sampled to this many rows (fixed seed)")
+    seed: int = 0
+    column_p_value: float = Field(0.05, gt=0, lt=1, description="a column drifts when its test's p-value is below this")
+    drift_share_threshold: float = Field(
+        0.5, gt=0, le=1, description="alert when more than this share of the feature (or embedding) columns drift"
+    )
+    quality_metric: Literal["roc_auc", "f1", "precision", "recall", "balanced_accuracy"] = "roc_auc"
+    max_quality_drop: float = Field(
+        0.05, ge=0, description="alert when the metric falls more than this below the champion's hold-out value"
+    )
+    min_labels: int = Field(100, ge=1, description="labels needed before realised quality can raise an alert")
+    webhook_url: str | None = Field(None, description="optional URL an alert is POSTed to as JSON")
+
+
+class Retrain(_Strict):
+    """When a challenger is trained, how, and what it must do to be promoted."""
+
+    every_new_labels: int = Field(1000, ge=1, description="retrain after this many new labels since the last training")
+    on_drift: bool = Field(True, description="retrain when the monitor's drift alert fires")
+    on_quality_drop: bool = Field(True, description="retrain when the monitor's quality alert fires")
+    strategy: Literal["scratch", "warm_start"] = Field(
+        "scratch", description="fit a new model, or continue the champion's booster (XGBoost warm start)"
+    )
+    warm_start_rounds: int = Field(100, ge=1, description="trees added to the champion's booster (warm_start)")
+    primary_metric: Literal["roc_auc", "f1", "precision", "recall", "balanced_accuracy"] = "roc_auc"
+    min_improvement: float = Field(
+        0.005, ge=0, description="the challenger must beat the champion by at least this on the primary metric"
+    )
+    production_holdout_fraction: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="latest share of the labelled production rows kept out of training for the comparison",
+    )
+
+
 class Paths(_Strict):
     """Folders; relative paths resolve from the config file's folder."""
 
@@ -153,6 +195,8 @@ class Settings(BaseSettings):
     training: Training
     model: Model = Model()
     scoring: Scoring = Scoring()
+    monitoring: Monitoring = Monitoring()
+    retrain: Retrain = Retrain()
     paths: Paths = Paths()
     base_dir: Path = Field(REPO_ROOT, description="folder relative paths resolve from (the config file's folder)")
 

@@ -68,11 +68,11 @@ def train_and_evaluate(reference: pd.DataFrame, settings: Settings, *, version: 
     )
 
 
-def reference_set(result: TrainingResult, dataset: Dataset) -> pd.DataFrame:
-    """The version's training data as monitoring compares against it: features, target, embedding, score."""
+def reference_set(model: ScoringModel, train: pd.DataFrame, holdout: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+    """A version's training data as monitoring compares against it: features, target, embedding, score."""
     parts = []
-    for split, frame in (("train", result.train), ("holdout", result.holdout)):
-        scores, _, vectors = result.model.score(frame)
+    for split, frame in (("train", train), ("holdout", holdout)):
+        scores, _, vectors = model.score(frame)
         part = frame[["record_id", *dataset.feature_names]].copy()
         part.insert(1, "split", split)
         part.insert(2, "target", frame[dataset.target_column].astype(str).to_numpy())

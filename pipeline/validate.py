@@ -92,8 +92,8 @@ def validate_rows(raw: pd.DataFrame, dataset: Dataset, stored_ids: Collection[st
             "check the delimiter and the header"
         )
     raw = raw.reset_index(drop=True)
-    problems = _Problems(raw)
-    ids = _text(raw[dataset.id_column])
+    problems = Problems(raw)
+    ids = as_text(raw[dataset.id_column])
     problems.flag(ids.isna(), dataset.id_column, "required", "the id is missing")
     seen_before = ids.duplicated(keep="first") & ids.notna()
     problems.flag(seen_before, dataset.id_column, "unique", "the id appears earlier in this file")
@@ -113,39 +113,39 @@ def validate_rows(raw: pd.DataFrame, dataset: Dataset, stored_ids: Collection[st
     return Validated(good=good[~bad_mask].reset_index(drop=True), bad=problems.table(ids))
 
 
-def _text(column: pd.Series) -> pd.Series:
+def as_text(column: pd.Series) -> pd.Series:
     """Values as stripped text, None for missing."""
     text = column.astype("string").str.strip()
     present = (text.notna() & (text != "")).fillna(False).astype(bool)
     return text.astype(object).where(present, None)
 
 
-def _check_required(feature: Feature, missing: pd.Series, problems: _Problems) -> None:
+def _check_required(feature: Feature, missing: pd.Series, problems: Problems) -> None:
     if not feature.nullable:
         problems.flag(missing, feature.name, "required", "a value is required")
 
 
-def _check_time(raw: pd.DataFrame, name: str, problems: _Problems) -> pd.Series:
+def _check_time(raw: pd.DataFrame, name: str, problems: Problems) -> pd.Series:
     if name not in raw.columns:
         problems.flag(
             pd.Series(True, index=raw.index), name, "present", "the event-time column is missing from the file"
         )
         return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
-    text = _text(raw[name])
+    text = as_text(raw[name])
     parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
     problems.flag(text.isna(), name, "required", "the event time is missing")
     problems.flag(text.notna() & parsed.isna(), name, "timestamp", "not a date/time (use ISO 8601)")
     return parsed
 
 
-def _check_feature(raw: pd.DataFrame, feature: Feature, problems: _Problems) -> pd.Series:
+def _check_feature(raw: pd.DataFrame, feature: Feature, problems: Problems) -> pd.Series:
     name = feature.name
     if name not in raw.columns:
         problems.flag(
             pd.Series(True, index=raw.index), name, "present", f"the column {name!r} is missing from the file"
         )
         return pd.Series(np.nan if feature.kind == "numeric" else None, index=raw.index)
-    text = _text(raw[name])
+    text = as_text(raw[name])
     if feature.kind == "categorical":
         missing = text.isna()
         _check_required(feature, missing, problems)
@@ -167,7 +167,7 @@ def _check_feature(raw: pd.DataFrame, feature: Feature, problems: _Problems) -> 
     return numbers.where(~missing & np.isfinite(numbers))
 
 
-class _Problems:
+class Problems:
     """The first problem found for each row (column, rule, value, message), plus a count of the others."""
 
     def __init__(self, raw: pd.DataFrame) -> None:

@@ -62,6 +62,57 @@ MODELS = pa.schema(
 )
 
 
+FEEDBACK = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("label", pa.string()),  # the true class, one of the dataset's classes
+        ("labelled_at", TS),
+        ("source_file", pa.string()),
+        ("row_number", pa.int64()),
+        ("received_at", TS),
+        ("received_on", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+FEEDBACK_REJECTS = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("source_file", pa.string()),
+        ("row_number", pa.int64()),  # null when the whole file was refused
+        ("column_name", pa.string()),
+        ("rule", pa.string()),
+        ("value", pa.string()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+        ("rejected_at", TS),
+        ("rejected_on", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+MONITORING = pa.schema(
+    [
+        ("report_id", pa.string()),
+        ("run_at", TS),
+        ("window_start", TS),
+        ("window_end", TS),
+        ("model_version", pa.string()),
+        ("metric", pa.string()),  # e.g. drift_share_features, column_drift, f1, estimated_f1, retrain_due
+        ("column_name", pa.string()),  # the column a per-column metric is about, else null
+        ("value", pa.float64()),
+        ("threshold", pa.float64()),
+        ("status", pa.string()),  # ok | alert | info
+        ("sample_size", pa.int64()),  # rows the value rests on (labels, for quality metrics)
+        ("sampled", pa.bool_()),  # true when the window was larger than the limit and sampled
+        ("detail", pa.string()),  # a sentence: what was compared, which trigger fired and why
+        ("report_path", pa.string()),
+        ("monitored_on", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+
 def _feature_fields(features: Mapping[str, FeatureKind]) -> list[pa.Field]:
     return [pa.field(name, pa.float64() if kind == "numeric" else pa.string()) for name, kind in features.items()]
 
@@ -121,6 +172,9 @@ def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) 
         Table(name="predictions", partition_by="scored_on", schema=predictions_schema()),
         Table(name="models", partition_by="event_on", schema=MODELS),
         Table(name="reference", partition_by="model_version", schema=reference_schema(features)),
+        Table(name="feedback", partition_by="received_on", schema=FEEDBACK),
+        Table(name="feedback_rejects", partition_by="rejected_on", schema=FEEDBACK_REJECTS),
+        Table(name="monitoring", partition_by="monitored_on", schema=MONITORING),
     ]
 
 
@@ -147,6 +201,27 @@ VIEWS: dict[str, str] = {
         SELECT column_name, rule, count(*) AS rows, count(DISTINCT source_file) AS files,
                min(quarantined_at) AS first_seen, max(quarantined_at) AS last_seen
         FROM quarantine GROUP BY ALL ORDER BY rows DESC
+    """,
+    # The latest label per record: a corrected label later wins, the history stays in `feedback`.
+    "feedback_current": """
+        SELECT * FROM feedback
+        QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY labelled_at DESC, received_at DESC, batch_id DESC) = 1
+    """,
+    # The production set monitoring and retraining use: each labelled record with its features, its
+    # embedding, its true label and the prediction made when it was first scored (by the champion then).
+    "labelled_predictions": """
+        WITH first_prediction AS (
+            SELECT * FROM predictions
+            QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at, model_version) = 1
+        )
+        SELECT r.*, f.label AS target, f.labelled_at, p.embedding, p.score, p.label AS predicted_label,
+               p.model_version, p.scored_at
+        FROM feedback_current f
+        JOIN records r USING (record_id)
+        JOIN first_prediction p USING (record_id)
+    """,
+    "monitoring_alerts": """
+        SELECT * FROM monitoring WHERE status = 'alert' ORDER BY run_at DESC
     """,
     "ingest_batches": """
         SELECT source_file, batch_id, min(ingested_at) AS ingested_at, count(*) AS rows

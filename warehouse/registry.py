@@ -44,3 +44,32 @@ def next_version(con: duckdb.DuckDBPyConnection) -> str:
         "SELECT coalesce(max(TRY_CAST(substr(model_version, 2) AS INTEGER)), 0) FROM models WHERE event = 'trained'"
     ).fetchone()
     return f"v{int(row[0]) + 1 if row else 1}"
+
+
+def registered(con: duckdb.DuckDBPyConnection, version: str) -> RegisteredVersion | None:
+    row = con.execute(f"{_TRAINED} AND model_version = ?", [version]).fetchone()
+    return _version(row) if row else None
+
+
+def previous_champion(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The version that was champion before the current one (what a rollback returns to)."""
+    row = con.execute(
+        """
+        SELECT model_version FROM champion_history
+        WHERE champion_until IS NOT NULL
+          AND model_version <> (SELECT model_version FROM champion_history WHERE champion_until IS NULL)
+        ORDER BY champion_until DESC LIMIT 1
+        """
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def new_labels_since_training(con: duckdb.DuckDBPyConnection) -> int:
+    """Labels received since the latest version was trained (the counter of the every-k-labels trigger)."""
+    row = con.execute(
+        """
+        SELECT count(*) FROM feedback_current
+        WHERE received_at > (SELECT coalesce(max(event_at), TIMESTAMPTZ '1970-01-01') FROM models WHERE event = 'trained')
+        """
+    ).fetchone()
+    return int(row[0]) if row else 0

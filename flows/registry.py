@@ -1,0 +1,106 @@
+"""Writing model versions: their files, their reference set and their rows in `models`, committed in that order.
+
+The `models` batch goes last and holds every event of the decision (trained, promoted or rejected,
+retired), so a registry reader sees a decision whole or not at all. A run killed before it leaves
+files nobody refers to; the next run writes them again.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from flows.runtime import utc_now
+from pipeline.artifacts import save_version
+from pipeline.config import Settings
+from pipeline.metrics import METRICS
+from pipeline.model import ScoringModel
+from pipeline.training import reference_set
+from warehouse.store import Warehouse, batch_id
+
+LIBRARIES = ("scikit-learn", "xgboost-cpu", "pandas", "numpy", "pyarrow", "duckdb")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One row of the registry: `event` happened to `version` because of `reason`."""
+
+    version: str
+    event: str  # trained | promoted | rejected | retired
+    reason: str
+
+
+def register_version(
+    store: Warehouse,
+    settings: Settings,
+    model: ScoringModel,
+    *,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    metrics: dict[str, float],
+    details: dict[str, Any],
+    fingerprint: str,
+    events: list[Event],
+    actor: str,
+) -> None:
+    """Save `model`'s files, its reference set, then every event in one `models` batch."""
+    version = model.version
+    folder = settings.models_dir / version
+    metadata = {
+        "metrics": metrics,
+        **details,
+        "fingerprint": fingerprint,
+        "train_rows": len(train),
+        "holdout_rows": len(holdout),
+        "libraries": {name: package_version(name) for name in LIBRARIES} | {"python": platform.python_version()},
+    }
+    hashes = save_version(model, folder, metadata)
+    reference = reference_set(model, train, holdout, settings.dataset).assign(model_version=version)
+    store.commit(
+        "reference",
+        batch_id("reference", version, fingerprint),
+        pa.Table.from_pandas(reference, preserve_index=False),
+        partition=version,
+    )
+    now = utc_now()
+    ids = pd.concat([train["record_id"], holdout["record_id"]])
+    trained = {
+        "model_version": version,
+        "event_at": now,
+        "actor": actor,
+        **{name: metrics[name] for name in METRICS},
+        "metrics_json": json.dumps({"holdout": metrics, **details}, default=float),
+        "model_input": model.model_input,
+        "embedding_size": settings.model.embedding_size,
+        "threshold": model.threshold,
+        "train_rows": len(train),
+        "holdout_rows": len(holdout),
+        "data_from": ids.min(),
+        "data_to": ids.max(),
+        "fingerprint": fingerprint,
+        "artifact_dir": str(folder),
+        "artifact_sha256": json.dumps(hashes, sort_keys=True),
+    }
+    rows = [
+        {
+            **(trained if e.version == version else {"model_version": e.version, "event_at": now, "actor": actor}),
+            "event": e.event,
+            "reason": e.reason,
+        }
+        for e in events
+    ]
+    commit_events(store, rows, batch_id("models", version, fingerprint))
+
+
+def commit_events(store: Warehouse, rows: list[dict[str, Any]], batch: str) -> None:
+    """Append registry rows as one batch; columns a row does not name are null."""
+    schema = store.table("models").schema
+    filled = [{name: row.get(name) for name in schema.names} for row in rows]
+    day = rows[0]["event_at"].date().isoformat()
+    store.commit("models", batch, pa.Table.from_pylist(filled, schema=schema), partition=day)

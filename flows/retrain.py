@@ -1,0 +1,201 @@
+"""`retrain`: train a challenger on the reference and labelled production data; promote it only if it wins."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.registry import Event, commit_events, register_version
+from flows.runtime import load_champion, open_store, run_name, settings_from, utc_now
+from pipeline.artifacts import verify_version
+from pipeline.config import Settings
+from pipeline.metrics import METRICS
+from pipeline.model import ScoringModel
+from pipeline.retraining import Comparison, RetrainData, compare, split_for_retraining, train_challenger
+from warehouse.registry import champion, next_version, previous_champion, registered, version_with_fingerprint
+from warehouse.store import Warehouse, batch_id
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    champion: str
+    challenger: str | None  # None when there was nothing to train on
+    promoted: bool
+    reason: str
+
+
+@task(cache_policy=NO_CACHE)
+def load_training_data(store: Warehouse, settings: Settings, champion_version: str) -> RetrainData:
+    """The champion's reference set plus the labelled production rows, split for a fair comparison."""
+    features = ", ".join(f'"{name}"' for name in settings.dataset.feature_names)
+    with store.connect() as con:
+        reference = con.execute("SELECT * FROM reference WHERE model_version = ?", [champion_version]).df()
+        production = con.execute(f"SELECT record_id, {features}, target, labelled_at FROM labelled_predictions").df()
+    return split_for_retraining(reference, production, settings.dataset, settings.retrain.production_holdout_fraction)
+
+
+def fingerprint(settings: Settings, champion_version: str, data: RetrainData) -> str:
+    """What a challenger is trained from: the champion, the exact rows and labels, the settings."""
+    target = settings.dataset.target_column
+    rows = pd.util.hash_pandas_object(data.train[["record_id", target]], index=False).sum()
+    held = pd.util.hash_pandas_object(data.holdout[["record_id", target]], index=False).sum()
+    parts = [
+        champion_version,
+        str(rows),
+        str(held),
+        settings.model.model_dump_json(),
+        settings.retrain.model_dump_json(),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+
+
+@task(cache_policy=NO_CACHE)
+def challenge(
+    data: RetrainData, settings: Settings, champion_model: ScoringModel, version: str
+) -> tuple[ScoringModel, Comparison]:
+    challenger = train_challenger(data, settings, champion_model, version=version)
+    comparison = compare(
+        champion_model,
+        challenger,
+        data.holdout,
+        settings.dataset,
+        settings.retrain.primary_metric,
+        settings.retrain.min_improvement,
+    )
+    return challenger, comparison
+
+
+def _summary(comparison: Comparison, champion_version: str, challenger_version: str, trigger: str) -> str:
+    header = "| model | " + " | ".join(METRICS) + " |"
+
+    def row(name: str, metrics: dict[str, float]) -> str:
+        return f"| {name} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |"
+
+    return "\n".join(
+        [
+            f"# Retrain: {challenger_version} {'promoted' if comparison.promote else 'rejected'}",
+            f"Trigger: {trigger}",
+            "",
+            comparison.reason,
+            "",
+            header,
+            "|---|" + "---|" * len(METRICS),
+            row(f"champion {champion_version}", comparison.champion),
+            row(f"challenger {challenger_version}", comparison.challenger),
+        ]
+    )
+
+
+@flow(name="retrain", flow_run_name=run_name("retrain"))
+def retrain(config: str | None = None, trigger: str = "by hand", force: bool = False) -> RetrainDecision:
+    """Train a challenger, compare it with the champion on the same held-out rows, promote only a winner.
+
+    Without `force`, a retrain needs new labelled production rows. The same champion and the same
+    labelled rows never train a second challenger: the decision already taken is returned.
+    """
+    logger = get_run_logger()
+    settings = settings_from(config)
+    store = open_store(settings)
+    champion_model = load_champion(store)
+    data = load_training_data(store, settings, champion_model.version)
+    if data.new_rows == 0 and not force:
+        reason = "no labelled production rows beyond the champion's training data yet; nothing to retrain on"
+        logger.info(reason)
+        return RetrainDecision(champion=champion_model.version, challenger=None, promoted=False, reason=reason)
+    print_ = fingerprint(settings, champion_model.version, data)
+    with store.connect() as con:
+        existing = version_with_fingerprint(con, print_)
+        version = next_version(con)
+    if existing:
+        reason = f"{existing} was already trained from this champion and these labels; nothing to do"
+        logger.info(reason)
+        return RetrainDecision(champion=champion_model.version, challenger=existing, promoted=False, reason=reason)
+
+    challenger, comparison = challenge(data, settings, champion_model, version)
+    events = [Event(version, "trained", f"challenger to {champion_model.version}; trigger: {trigger}")]
+    if comparison.promote:
+        events += [
+            Event(version, "promoted", comparison.reason),
+            Event(champion_model.version, "retired", f"replaced by {version}: {comparison.reason}"),
+        ]
+    else:
+        events.append(Event(version, "rejected", comparison.reason))
+    register_version(
+        store,
+        settings,
+        challenger,
+        train=data.train,
+        holdout=data.holdout,
+        metrics=comparison.challenger,
+        details={
+            "trigger": trigger,
+            "strategy": settings.retrain.strategy,
+            "comparison": {
+                "metric": comparison.metric,
+                "margin": comparison.margin,
+                "holdout_rows": comparison.holdout_rows,
+                "champion": {"version": champion_model.version, **comparison.champion},
+                "challenger": {"version": version, **comparison.challenger},
+            },
+        },
+        fingerprint=print_,
+        events=events,
+        actor=f"retrain ({trigger})",
+    )
+    (logger.info if comparison.promote else logger.warning)("%s", comparison.reason)
+    create_markdown_artifact(
+        key="retrain-decision",
+        markdown=_summary(comparison, champion_model.version, version, trigger),
+        description=f"retrain {version}",
+    )
+    return RetrainDecision(
+        champion=version if comparison.promote else champion_model.version,
+        challenger=version,
+        promoted=comparison.promote,
+        reason=comparison.reason,
+    )
+
+
+@flow(name="promote", flow_run_name=run_name("promote"))
+def promote(version: str, reason: str, actor: str, config: str | None = None) -> str:
+    """Make `version` the champion by hand (its files must match the registry); the old one is retired."""
+    settings = settings_from(config)
+    store = open_store(settings)
+    with store.connect() as con:
+        target = registered(con, version)
+        current = champion(con)
+    if target is None:
+        raise ValueError(f"no model version {version!r} in the registry; `scorehouse status` lists them")
+    if current is not None and current.version == version:
+        raise ValueError(f"{version} is already the champion")
+    verify_version(target.artifact_dir, target.sha256)
+    now = utc_now()
+    rows = [{"model_version": version, "event": "promoted", "event_at": now, "reason": reason, "actor": actor}]
+    if current is not None:
+        rows.append(
+            {
+                "model_version": current.version,
+                "event": "retired",
+                "event_at": now,
+                "reason": f"replaced by {version} by hand: {reason}",
+                "actor": actor,
+            }
+        )
+    commit_events(store, rows, batch_id("promote", version, now.isoformat()))
+    get_run_logger().info("%s promoted by %s: %s", version, actor, reason)
+    return version
+
+
+def rollback(reason: str, actor: str, config: str | None = None) -> str:
+    """Promote the version that was champion before the current one."""
+    store = open_store(settings_from(config))
+    with store.connect() as con:
+        previous = previous_champion(con)
+    if previous is None:
+        raise ValueError("there is no earlier champion to roll back to: `champion_history` has one entry")
+    return promote(previous, f"rollback: {reason}", actor, config)
