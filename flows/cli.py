@@ -6,12 +6,14 @@ with `make server` running and PREFECT_API_URL set, commands use that server and
 
 from __future__ import annotations
 
+import getpass
 import json
 from typing import Annotated, Any
 
 import typer
 
 import flows  # noqa: F401  (quiet, offline Prefect defaults before Prefect is imported)
+from pipeline.artifacts import ArtifactError
 from pipeline.config import ConfigError
 
 app = typer.Typer(help="Scorehouse: batch scoring that publishes predictions as data.", no_args_is_help=True)
@@ -71,11 +73,82 @@ def score(config: ConfigOption = None) -> None:
 
 @app.command()
 def cycle(config: ConfigOption = None) -> None:
-    """One scoring cycle: ingest, then score."""
+    """One scoring cycle: ingest, score, collect feedback, monitor, retrain when due."""
     from flows.cycle import scoring_cycle
 
     report = _run(scoring_cycle, config)
-    typer.echo(f"{report.scored} records scored by {report.model_version}")
+    typer.echo(
+        f"{report.files} file(s) ingested; {report.scored.scored} records scored by {report.scored.model_version}; "
+        f"{report.labels} labels stored; alerts: {', '.join(report.monitor.alerts) or 'none'}; "
+        f"retraining: {report.retrain.reason if report.retrain else report.monitor.retrain.summary}"
+    )
+
+
+@app.command()
+def feedback(config: ConfigOption = None) -> None:
+    """Store every label file waiting in the feedback folder."""
+    from flows.feedback import collect_feedback
+
+    for r in _run(collect_feedback, config):
+        note = " (already collected)" if r.skipped else (f" (refused: {r.refused})" if r.refused else "")
+        typer.echo(f"{r.name}: {r.rows_in} in, {r.stored} stored, {r.rejected} rejected{note}")
+
+
+@app.command()
+def monitor(config: ConfigOption = None) -> None:
+    """Report drift and quality over the recent window; say whether retraining is due."""
+    from flows.monitor import monitor as monitor_flow
+
+    outcome = _run(monitor_flow, config)
+    typer.echo(f"report: {outcome.report_path or 'none (no predictions yet)'}")
+    typer.echo(f"alerts: {', '.join(outcome.alerts) or 'none'}")
+    typer.echo(f"retraining: {'due: ' if outcome.retrain.due else ''}{outcome.retrain.summary}")
+
+
+@app.command()
+def retrain(
+    config: ConfigOption = None,
+    force: Annotated[bool, typer.Option(help="train a challenger even without new labelled rows")] = False,
+) -> None:
+    """Train a challenger; promote it only if it beats the champion on the same held-out rows."""
+    from flows.retrain import retrain as retrain_flow
+
+    try:
+        decision = retrain_flow(config, trigger="by hand", force=force)
+    except ConfigError as error:
+        _fail(error)
+    typer.echo(decision.reason)
+
+
+@app.command()
+def promote(
+    version: str,
+    reason: Annotated[str, typer.Option(help="why; recorded in the registry")],
+    actor: Annotated[str, typer.Option(help="who; recorded in the registry")] = getpass.getuser(),
+    config: ConfigOption = None,
+) -> None:
+    """Make VERSION the champion by hand (its files must match the registry)."""
+    from flows.retrain import promote as promote_flow
+
+    try:
+        typer.echo(f"champion: {promote_flow(version, reason, actor, config)}")
+    except (ConfigError, ValueError, ArtifactError) as error:
+        _fail(error)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="why; recorded in the registry")],
+    actor: Annotated[str, typer.Option(help="who; recorded in the registry")] = getpass.getuser(),
+    config: ConfigOption = None,
+) -> None:
+    """Promote the version that was champion before the current one."""
+    from flows.retrain import rollback as rollback_flow
+
+    try:
+        typer.echo(f"champion: {rollback_flow(reason, actor, config)}")
+    except (ConfigError, ValueError, ArtifactError) as error:
+        _fail(error)
 
 
 @app.command()
@@ -95,7 +168,7 @@ def status(config: ConfigOption = None) -> None:
 @app.command()
 def demo(
     config: ConfigOption = None,
-    days: Annotated[int, typer.Option(help="simulated days of arrivals")] = 6,
+    days: Annotated[int, typer.Option(help="simulated days of arrivals")] = 8,
 ) -> None:
     """Reset the run-time folders, train, and run simulated days of arrivals through the real flows."""
     from flows.demo import run_demo
@@ -115,17 +188,21 @@ def _run(flow: Any, config: str | None) -> Any:
 
 
 def _where_to_look(summary: dict[str, Any]) -> str:
-    status = summary["status"]
-    catalog = summary["catalog"]
+    status, catalog = summary["status"], summary["catalog"]
+    decisions = "\n".join(f"    {version} {event}: {reason}" for version, event, reason in summary["decisions"])
+    reports = summary["reports"]
     return f"""
 Scorehouse demo finished.
-  champion:        {summary["champion"]}
+  first champion:  {summary["first_champion"]}; champion now: {(status["champion"] or {}).get("version")}
   records stored:  {status["records"]}   quarantined rows: {status["quarantined_rows"]}
-  predictions:     {status["predictions"]}
+  predictions:     {status["predictions"]}   labels: {status["labels"]}
+  reports:         {len(reports)} ({summary["reports_with_alerts"]} with alerts), latest: {reports[-1] if reports else "-"}
+  model decisions:
+{decisions or "    none"}
 
 Look at it:
   duckdb -readonly {catalog} -c "select * from predictions_current limit 5"
-  duckdb -readonly {catalog} -c "select * from quarantine_reasons"
+  duckdb -readonly {catalog} -c "select * from champion_history"
+  duckdb -readonly {catalog} -c "select metric, value, status from monitoring where column_name is null"
   uv run scorehouse status
-  python -c "import duckdb; print(duckdb.connect('{catalog}', read_only=True).sql('from champion_history'))"
 """

@@ -1,18 +1,24 @@
 """The demo: from a clean state, train the first champion and run simulated days through the real flows.
 
-All flows run in this one process: Prefect starts its temporary API once (about 20 s), not per flow.
+What is simulated: the calendar (each day's flows run with the clock set to that day), the arrival
+of records as daily files without their outcome, the outcomes arriving as label files `label_lag`
+days later, malformed rows on one day, and a population shift on the last days. The loans and their
+outcomes are the sample's own. All flows run in this one process: Prefect starts its temporary API
+once (about 20 s), not per flow.
 """
 
 from __future__ import annotations
 
 import shutil
-from datetime import date
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from flows.cycle import scoring_cycle
-from flows.runtime import open_store, settings_from
+from flows.runtime import open_store, settings_from, simulated_time, utc_now
 from flows.train import train
 from pipeline import simulate
 from pipeline.config import Settings
@@ -49,37 +55,71 @@ def drop(frame: pd.DataFrame, folder: Path, name: str) -> Path:
     return partial.replace(folder / name)
 
 
-def run_demo(config: str | None = None, days: int = 6, label_lag: int = 2, say=print) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def run_demo(
+    config: str | None = None,
+    days: int = 8,
+    label_lag: int = 2,
+    shift_from_day: int = 6,
+    say: Callable[[str], Any] = print,
+) -> dict[str, Any]:
     settings = settings_from(config)
     dataset = settings.dataset
     reset(settings)
-    say(
-        f"[1/3] training the first champion on {settings.reference_path.name} (first {settings.training.reference_fraction:.0%})"
-    )
-    version = train(config)
+    start = datetime.combine(utc_now().date() - timedelta(days=days + 1), time(6), tzinfo=UTC)
+    share = settings.training.reference_fraction
+    say(f"[1/3] training the first champion on {settings.reference_path.name} (its first {share:.0%})")
+    with simulated_time(start):
+        first = train(config)
     sample = read_incoming(settings.reference_path)
-    reference_rows = round(len(sample) * settings.training.reference_fraction)
+    reference_rows = round(len(sample) * share)
     parts = simulate.arrivals(sample, reference_rows, days)
-    first_day = date.today()
     say(
-        f"[2/3] {days} simulated days of arrivals ({sum(len(p) for p in parts)} records); labels arrive {label_lag} days late"
+        f"[2/3] {days} simulated days, {sum(len(p) for p in parts)} loans; labels arrive {label_lag} days late; "
+        f"malformed rows on day {MALFORMED_DAY}; half the numeric features shifted from day {shift_from_day}"
     )
+    cycles = []
     for day, rows in enumerate(parts, start=1):
-        today = simulate.day_date(first_day, day)
+        today = start + timedelta(days=day)
         records = simulate.records_file(rows, dataset)
+        if day >= shift_from_day:
+            records = simulate.shifted(records, dataset, sample.iloc[:reference_rows], seed=0)
         if day == MALFORMED_DAY:
             records = simulate.with_malformed_rows(records, dataset, seed=day)
             (settings.incoming_dir / f"day-{day:02d}-truncated.parquet").write_bytes(b"PAR1 cut off in transit")
         drop(records, settings.incoming_dir, f"day-{day:02d}-records.csv")
         if day > label_lag:
             labelled = parts[day - 1 - label_lag]
-            drop(simulate.labels_file(labelled, dataset, today), settings.feedback_dir, f"day-{day:02d}-labels.csv")
-        result = scoring_cycle(config)
-        say(
-            f"      day {day} ({today}): {len(records)} records dropped, {result.scored} scored by {result.model_version}"
-        )
+            drop(
+                simulate.labels_file(labelled, dataset, today.date()),
+                settings.feedback_dir,
+                f"day-{day:02d}-labels.csv",
+            )
+        with simulated_time(today):
+            cycle = scoring_cycle(config)
+        cycles.append(cycle)
+        say(f"      day {day} ({today:%Y-%m-%d}): {_describe(cycle)}")
     store = open_store(settings)
     with store.connect() as con:
         status = warehouse_status(con)
+        decisions = con.execute(
+            "SELECT model_version, event, reason FROM models WHERE event IN ('promoted', 'rejected') ORDER BY event_at"
+        ).fetchall()
+        alerts = con.execute("SELECT count(DISTINCT report_id) FROM monitoring_alerts").fetchone()
     say("[3/3] done")
-    return {"champion": version, "status": status, "catalog": str(catalog_path(store))}
+    return {
+        "first_champion": first,
+        "status": status,
+        "decisions": decisions,
+        "reports": sorted(str(p) for p in settings.reports_dir.glob("*.html")),
+        "reports_with_alerts": alerts[0] if alerts else 0,
+        "catalog": str(catalog_path(store)),
+    }
+
+
+def _describe(cycle: Any) -> str:
+    parts = [f"{cycle.scored.scored} scored by {cycle.scored.model_version}", f"{cycle.labels} labels"]
+    if cycle.monitor.alerts:
+        parts.append(f"ALERT {', '.join(cycle.monitor.alerts)}")
+    if cycle.retrain is not None:
+        parts.append(f"retrain -> {cycle.retrain.reason}")
+    return "; ".join(parts)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline.artifacts import ArtifactError, load_version
@@ -41,8 +42,24 @@ def load_champion(store: Warehouse) -> ScoringModel:
     return load_version(registered.artifact_dir, registered.sha256)
 
 
+_clock_offset = timedelta(0)
+
+
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    """The time flows stamp on what they write; real time unless the demo simulates days."""
+    return datetime.now(UTC) + _clock_offset
+
+
+@contextmanager
+def simulated_time(at: datetime) -> Iterator[None]:
+    """Run as if the clock read `at` now (it keeps ticking). The demo uses it to simulate days."""
+    global _clock_offset
+    previous = _clock_offset
+    _clock_offset = at - datetime.now(UTC)
+    try:
+        yield
+    finally:
+        _clock_offset = previous
 
 
 def run_name(verb: str) -> Callable[[], str]:

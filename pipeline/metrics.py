@@ -31,3 +31,22 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: fl
         "rows": float(len(y_true)),
         "positives": float(y_true.sum()),
     }
+
+
+def bootstrap_upper_bound(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, metric: str, *, confidence: float = 0.95, seed: int = 0
+) -> float:
+    """The upper end of a one-sided bootstrap confidence interval of `metric` (200 resamples, fixed seed).
+
+    A few hundred labels measure a metric loosely (ROC AUC on 40 positives moves by ±0.1): a drop is
+    only called real when even this optimistic bound stays below the baseline.
+    """
+    y_true, scores = np.asarray(y_true).astype(int), np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(200):
+        pick = rng.integers(0, len(y_true), len(y_true))
+        value = classification_metrics(y_true[pick], scores[pick], threshold)[metric]
+        if np.isfinite(value):
+            values.append(value)
+    return float(np.quantile(values, confidence)) if values else float("nan")

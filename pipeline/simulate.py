@@ -59,5 +59,20 @@ def with_malformed_rows(records: pd.DataFrame, dataset: Dataset, seed: int) -> p
     return pd.concat([broken, duplicate], ignore_index=True)  # the same id twice in one file
 
 
+def shifted(records: pd.DataFrame, dataset: Dataset, reference: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """A copy where half of the numeric features (chosen with `seed`) moved up by one standard deviation
+    of the reference, within their allowed range: the population changed, the outcomes did not."""
+    rng = np.random.default_rng(seed)
+    numeric = [f for f in dataset.features if f.kind == "numeric"]
+    moved = rng.choice(len(numeric), size=max(1, len(numeric) // 2), replace=False)
+    out = records.copy()
+    for index in moved:
+        feature = numeric[index]
+        values = pd.to_numeric(out[feature.name], errors="coerce")
+        shift = pd.to_numeric(reference[feature.name], errors="coerce").std()
+        out[feature.name] = (values + shift).clip(lower=feature.min, upper=feature.max)
+    return out
+
+
 def day_date(first: date, day: int) -> date:
     return first + timedelta(days=day)

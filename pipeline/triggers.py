@@ -19,12 +19,14 @@ class RetrainDue:
         return "; ".join(self.reasons) if self.reasons else "no trigger fired"
 
 
-def quality_dropped(value: float, champion_value: float, labels: int, settings: Settings) -> bool:
-    """True when realised quality, on enough labels, fell more than the allowed drop below the champion's."""
+def quality_dropped(value: float, upper_bound: float, champion_value: float, labels: int, settings: Settings) -> bool:
+    """True when realised quality, on enough labels, fell more than the allowed drop below the champion's,
+    and the drop is beyond noise: the upper confidence bound of the value is below the champion's too."""
     monitoring = settings.monitoring
-    if labels < monitoring.min_labels or not (math.isfinite(value) and math.isfinite(champion_value)):
+    numbers = (value, upper_bound, champion_value)
+    if labels < monitoring.min_labels or not all(math.isfinite(n) for n in numbers):
         return False
-    return champion_value - value > monitoring.max_quality_drop
+    return champion_value - value > monitoring.max_quality_drop and upper_bound < champion_value
 
 
 def retrain_due(
@@ -32,6 +34,7 @@ def retrain_due(
     new_labels: int,
     drifted_share: float,
     quality: float,
+    quality_upper_bound: float,
     quality_labels: int,
     champion_quality: float,
     settings: Settings,
@@ -46,7 +49,9 @@ def retrain_due(
     if retrain.on_drift and drifted_share > monitoring.drift_share_threshold:
         fired.append("drift")
         reasons.append(f"drifted share {drifted_share:.2f} above {monitoring.drift_share_threshold:.2f}")
-    if retrain.on_quality_drop and quality_dropped(quality, champion_quality, quality_labels, settings):
+    if retrain.on_quality_drop and quality_dropped(
+        quality, quality_upper_bound, champion_quality, quality_labels, settings
+    ):
         fired.append("quality")
         reasons.append(
             f"{monitoring.quality_metric} {quality:.3f} on {quality_labels} labels is more than "

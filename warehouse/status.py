@@ -26,6 +26,10 @@ def warehouse_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "records": one("SELECT count(*) FROM records"),
         "quarantined_rows": one("SELECT count(*) FROM quarantine"),
         "predictions": one("SELECT count(*) FROM predictions"),
+        "labels": one("SELECT count(*) FROM feedback_current"),
+        "rejected_labels": one("SELECT count(*) FROM feedback_rejects"),
+        "monitoring_reports": one("SELECT count(DISTINCT report_id) FROM monitoring"),
+        "alerts": one("SELECT count(*) FROM monitoring_alerts"),
         "records_without_current_prediction": one(
             "SELECT count(*) FROM records r ANTI JOIN predictions_current p USING (record_id)"
         ),

@@ -1,0 +1,126 @@
+"""Shared setup: an isolated, offline Prefect home, a temporary Prefect server for the flow tests, configs.
+
+Prefect reads its settings when it is imported, so PREFECT_HOME is pointed at a temporary folder here,
+before any test module imports `flows` (which only fills in defaults that are not set yet).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="scorehouse-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.pop("PREFECT_API_URL", None)  # never run the tests against a developer's server
+os.environ.pop("SCOREHOUSE_CONFIG", None)
+
+import flows  # noqa: E402, F401  (quiet, offline Prefect defaults, before Prefect is imported)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_CONFIG = REPO_ROOT / "scorehouse.toml"
+SAMPLE = REPO_ROOT / "data" / "sample" / "lending_club.csv"
+
+# Small and fast, still a real XGBoost model.
+FAST_PARAMS = {"n_estimators": 50, "max_depth": 2, "learning_rate": 0.1}
+
+
+# --------------------------------------------------------------------------------------------- TOML
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(document: dict[str, dict[str, Any]]) -> str:
+    """A TOML text for a two-level document (sections of keys), enough for Scorehouse configs."""
+    lines: list[str] = []
+    for section, body in document.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in body.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_toml(path: Path, document: dict[str, dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_toml(document))
+    return path
+
+
+def repo_config_document(*, chunk_rows: int | None = None, **model: Any) -> dict[str, dict[str, Any]]:
+    """The repo config's dataset, training and model sections, with the reference path made absolute,
+    small model parameters and no [paths] (so every folder resolves inside the config's own folder)."""
+    source = tomllib.loads(REPO_CONFIG.read_text())
+    document = {name: dict(source[name]) for name in ("dataset", "training", "model")}
+    document["training"]["reference_path"] = str(SAMPLE)
+    document["model"]["params"] = dict(FAST_PARAMS)
+    document["model"].update(model)
+    if chunk_rows is not None:
+        document["scoring"] = {"chunk_rows": chunk_rows}
+    return document
+
+
+def tiny_dataset_section() -> dict[str, Any]:
+    """A small dataset contract: two numeric features and one categorical."""
+    return {
+        "id_column": "id",
+        "target_column": "outcome",
+        "classes": ["no", "yes"],
+        "features": [
+            {"name": "amount", "kind": "numeric", "min": 0, "max": 100, "nullable": False},
+            {"name": "rate", "kind": "numeric"},
+            {"name": "colour", "kind": "categorical", "allowed": ["red", "green", "blue"], "nullable": False},
+        ],
+    }
+
+
+def tiny_config_document(reference_path: str = "reference.csv") -> dict[str, dict[str, Any]]:
+    return {
+        "dataset": tiny_dataset_section(),
+        "training": {"reference_path": reference_path, "holdout_fraction": 0.25, "seed": 7},
+        "model": {"embedding_size": 3, "input": "both", "threshold": 0.4, "params": dict(FAST_PARAMS)},
+    }
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(autouse=True)
+def _no_scorehouse_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SCOREHOUSE_* variable of the caller's shell may change what a test sees."""
+    for name in list(os.environ):
+        if name.startswith("SCOREHOUSE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server (about 20 s to start) for every flow test of the session.
+
+    Requested by the flow tests only (tests/flows/conftest.py), so the unit tests never wait for it.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)

@@ -1,0 +1,231 @@
+"""`ingest` through the real flow: nothing lost (1), bad input gets a clear reason (7), crash-resume (3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from flows.ingest import ingest
+from pipeline.artifacts import sha256_of
+from pipeline.validate import read_incoming, validate_rows
+from tests.flows.conftest import Project, arrivals, typed
+from warehouse.store import Warehouse, batch_id
+
+# row (0-based) of a.csv -> (column, broken value, rule)
+BROKEN = {
+    1: ("int_rate", "abc", "numeric"),
+    2: ("term", "term_99", "allowed"),
+    3: ("funded_amnt", "-5", "min"),
+    4: ("int_rate", "150", "max"),
+    5: ("sub_grade", "", "required"),
+    6: ("loan_id", "", "required"),
+    7: ("annual_inc", "inf", "finite"),
+}
+
+
+def file_a() -> pd.DataFrame:
+    """30 arrivals with seven broken rows, plus row 10 again at the end (an id twice in one file)."""
+    rows = arrivals(30)
+    for index, (column, value, _) in BROKEN.items():
+        rows.loc[index, column] = value
+    return pd.concat([rows, rows.iloc[[10]]], ignore_index=True)
+
+
+def file_b(project: Project) -> pd.DataFrame:
+    """20 typed arrivals (Parquet), one with an empty optional value, plus a row whose id is already in a.csv."""
+    rows = arrivals(20, start=4030)
+    rows.loc[3, "annual_inc"] = ""
+    again = arrivals(1).assign(funded_amnt="999")  # same id as a.csv's first row
+    return typed(pd.concat([rows, again], ignore_index=True), project.settings)
+
+
+def rows_in_file(path: Path) -> int:
+    return len(pd.read_parquet(path)) if path.suffix == ".parquet" else len(pd.read_csv(path, dtype=str))
+
+
+def per_file(project: Project) -> pd.DataFrame:
+    return project.query(
+        """
+        WITH r AS (SELECT source_file, count(*) AS n FROM records GROUP BY ALL),
+             q AS (SELECT source_file, count(*) AS n FROM quarantine GROUP BY ALL)
+        SELECT source_file, coalesce(r.n, 0) AS stored, coalesce(q.n, 0) AS quarantined
+        FROM r FULL JOIN q USING (source_file) ORDER BY source_file
+        """
+    ).set_index("source_file")
+
+
+def test_every_row_of_every_file_is_stored_or_quarantined(project: Project, tmp_path: Path) -> None:
+    settings = project.settings
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    a = file_a()
+    missing_column = arrivals(5, start=4060).drop(columns=["revol_util"])
+    dropped = {
+        "a.csv": project.drop_csv(a, "a.csv"),
+        "b.parquet": project.drop_parquet(file_b(project), "b.parquet"),
+        "c_missing_column.csv": project.drop_csv(missing_column, "c_missing_column.csv"),
+        "d_cut.parquet": project.drop_bytes(b"PAR1 cut off in transit", "d_cut.parquet"),
+        "e_semicolon.csv": project.drop_bytes(b"loan_id;funded_amnt\nX1;100\n", "e_semicolon.csv"),
+        "f_header_only.csv": project.drop_csv(arrivals(0), "f_header_only.csv"),
+    }
+    expected_rows = {name: rows_in_file(p) for name, p in dropped.items() if name not in ("d_cut.parquet", "e_semicolon.csv")}
+    assert expected_rows == {"a.csv": 31, "b.parquet": 21, "c_missing_column.csv": 5, "f_header_only.csv": 0}
+
+    reports = {r.name: r for r in ingest(project.config)}
+
+    # Invariant 1, per file: rows in == rows in records + rows in quarantine.
+    counts = per_file(project)
+    for name, n in expected_rows.items():
+        stored = int(counts.loc[name, "stored"]) if name in counts.index else 0
+        quarantined = int(counts.loc[name, "quarantined"]) if name in counts.index else 0
+        assert stored + quarantined == n, name
+        assert (reports[name].rows_in, reports[name].stored, reports[name].quarantined) == (n, stored, quarantined)
+    assert counts.loc["a.csv"].tolist() == [30 - 7, 8]
+    assert counts.loc["b.parquet"].tolist() == [20, 1]
+    assert counts.loc["c_missing_column.csv"].tolist() == [0, 5]
+
+    # A file refused as a whole is one quarantine row saying why, and nothing in records.
+    for name in ("d_cut.parquet", "e_semicolon.csv"):
+        assert reports[name].refused
+        assert reports[name].rows_in is None
+        assert counts.loc[name].tolist() == [0, 1]
+    refused = project.query("SELECT * FROM quarantine WHERE column_name = '(file)' ORDER BY source_file")
+    assert refused["source_file"].tolist() == ["d_cut.parquet", "e_semicolon.csv"]
+    assert refused["row_number"].isna().all()
+    assert refused["rule"].tolist() == ["readable", "readable"]
+    assert "PARQUET" in refused["reason"].iloc[0]
+    assert "id column 'loan_id' is missing" in refused["reason"].iloc[1]
+
+    # Every quarantine row has a reason; ids are unique in records.
+    quarantine = project.query("SELECT * FROM quarantine")
+    assert quarantine["reason"].notna().all() and (quarantine["reason"].str.strip() != "").all()
+    assert project.scalar("SELECT count(*) - count(DISTINCT record_id) FROM records") == 0
+    assert project.scalar("SELECT count(*) FROM records WHERE record_id IS NULL") == 0
+
+    # Files leave the incoming folder: to processed/ or (refused whole) to rejected/.
+    assert list(settings.incoming_dir.iterdir()) == []
+    processed = {p.name for p in settings.processed_dir.rglob("*") if p.is_file()}
+    rejected = {p.name for p in settings.rejected_dir.rglob("*") if p.is_file()}
+    assert processed == {"a.csv", "b.parquet", "c_missing_column.csv", "f_header_only.csv"}
+    assert rejected == {"d_cut.parquet", "e_semicolon.csv"}
+
+
+def test_reasons_name_the_column_the_rule_and_the_value(project: Project) -> None:
+    a = file_a()
+    project.drop_csv(a, "a.csv")
+    project.drop_parquet(file_b(project), "b.parquet")
+    project.drop_csv(arrivals(2, start=4060).drop(columns=["revol_util"]), "c.csv")
+    ingest(project.config)
+
+    bad = project.query("SELECT * FROM quarantine WHERE source_file = 'a.csv' ORDER BY row_number")
+    by_row = bad.set_index("row_number")
+    for index, (column, value, rule) in BROKEN.items():
+        row = by_row.loc[index + 1]  # row_number is 1-based
+        assert (row["column_name"], row["rule"]) == (column, rule)
+        assert row["reason"].startswith(f"{column}: "), row["reason"]
+        shown = f"'{value}'" if value else "nothing"
+        assert f"(got {shown})" in row["reason"], row["reason"]
+        assert json.loads(row["raw"])[column] in (value, None)  # the row as it arrived
+    duplicate = by_row.loc[31]
+    assert (duplicate["column_name"], duplicate["rule"]) == ("loan_id", "unique")
+    assert "appears earlier in this file" in duplicate["reason"]
+    assert duplicate["record_id"] == a.loc[10, "loan_id"]
+
+    across = project.query("SELECT * FROM quarantine WHERE source_file = 'b.parquet'")
+    assert len(across) == 1
+    assert across["record_id"].iloc[0] == a.loc[0, "loan_id"]
+    assert "already stored from an earlier file" in across["reason"].iloc[0]
+    assert json.loads(across["raw"].iloc[0])["funded_amnt"] in (999, 999.0, "999")
+
+    missing = project.query("SELECT DISTINCT column_name, rule, reason FROM quarantine WHERE source_file = 'c.csv'")
+    assert missing["column_name"].tolist() == ["revol_util"] and missing["rule"].tolist() == ["present"]
+    assert "'revol_util' is missing from the file" in missing["reason"].iloc[0]
+
+    summary = project.query("SELECT * FROM quarantine_reasons")
+    assert summary["rows"].sum() == project.scalar("SELECT count(*) FROM quarantine")
+
+
+def test_stored_records_hold_the_values_as_given(project: Project) -> None:
+    rows = arrivals(5)
+    rows.loc[2, "emp_length"] = ""  # an optional categorical left empty
+    project.drop_csv(rows, "a.csv")
+    ingest(project.config)
+
+    stored = project.query("SELECT * FROM records ORDER BY row_number")
+    assert stored["record_id"].tolist() == rows["loan_id"].tolist()
+    assert stored["row_number"].tolist() == [1, 2, 3, 4, 5]
+    assert stored["source_file"].unique().tolist() == ["a.csv"]
+    for name in project.settings.dataset.numeric:
+        assert stored[name].tolist() == pytest.approx(rows[name].astype(float).tolist()), name
+    assert stored["term"].tolist() == rows["term"].tolist()
+    assert stored["emp_length"].isna().tolist() == [False, False, True, False, False]
+    assert stored["ingested_at"].notna().all()
+
+
+def test_a_crash_between_the_quarantine_and_the_records_commit_is_finished_by_the_next_run(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = project.drop_csv(file_a(), "a.csv")
+    real_commit = Warehouse.commit
+
+    def killed_before_records(self: Warehouse, table: str, *args: object, **kwargs: object) -> bool:
+        if table == "records":
+            raise RuntimeError("simulated kill before the records batch")
+        return real_commit(self, table, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Warehouse, "commit", killed_before_records)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        ingest(project.config)
+    monkeypatch.undo()
+
+    assert project.counts()["quarantine"] == 8  # the quarantine batch landed whole
+    assert project.counts()["records"] == 0
+    assert path.exists()  # the file stays until its records batch is committed
+
+    reports = ingest(project.config)
+
+    assert [(r.stored, r.quarantined, r.skipped) for r in reports] == [(23, 8, False)]
+    counts = project.counts()
+    assert (counts["records"], counts["quarantine"]) == (23, 8)
+    assert project.scalar("SELECT count(*) - count(DISTINCT record_id) FROM records") == 0
+    assert project.scalar("SELECT count(*) - count(DISTINCT row_number) FROM quarantine") == 0
+    assert not path.exists()
+
+
+def test_a_quarantine_batch_committed_before_a_kill_is_not_duplicated(project: Project) -> None:
+    """The kill is simulated by committing the file's quarantine batch through the warehouse directly."""
+    path = project.drop_csv(file_a(), "a.csv")
+    settings = project.settings
+    store = project.store()
+    checked = validate_rows(read_incoming(path), settings.dataset)
+    now = pd.Timestamp.now(tz="UTC")
+    bad = checked.bad.assign(source_file=path.name, quarantined_at=now)
+    bad["row_number"] = bad["row_number"].astype("Int64")
+    assert store.commit(
+        "quarantine",
+        batch_id("ingest", sha256_of(path)),
+        pa.Table.from_pandas(bad, preserve_index=False),
+        partition=now.date().isoformat(),
+    )
+    assert project.counts()["quarantine"] == 8
+
+    ingest(project.config)
+
+    counts = project.counts()
+    assert (counts["records"], counts["quarantine"]) == (23, 8)
+    assert project.scalar("SELECT count(DISTINCT batch_id) FROM quarantine") == 1
+    assert project.scalar("SELECT count(*) - count(DISTINCT record_id) FROM records") == 0
+
+
+def test_leftovers_of_a_killed_write_are_invisible(project: Project) -> None:
+    project.drop_csv(arrivals(3), "a.csv")
+    ingest(project.config)
+    staging = project.settings.warehouse_dir / "_staging"
+    (staging / "deadbeef.0000.tmp").write_bytes(b"PAR1 half a batch")
+
+    assert project.counts()["records"] == 3
+    assert ingest(project.config) == []  # nothing new; the leftover does not disturb the next run

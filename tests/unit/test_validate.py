@@ -1,0 +1,301 @@
+"""Reading incoming files and checking rows against the contract: every row is good or bad with a reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import Dataset
+from pipeline.validate import BAD_COLUMNS, UnreadableFile, read_incoming, validate_rows
+from tests.conftest import tiny_dataset_section
+
+
+@pytest.fixture
+def dataset() -> Dataset:
+    # amount: numeric 0..100, required; rate: numeric, optional; colour: red|green|blue, required
+    return Dataset(**tiny_dataset_section())
+
+
+def frame(rows: list[dict[str, object]], columns: tuple[str, ...] = ("id", "amount", "rate", "colour")) -> pd.DataFrame:
+    """Rows as `read_incoming` gives them: every value text or None."""
+    return pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=list(columns), dtype=object)
+
+
+GOOD = {"id": "g1", "amount": "10", "rate": "0.5", "colour": "red"}
+
+
+def only_bad_row(dataset: Dataset, row: dict[str, object], stored: tuple[str, ...] = ()) -> pd.Series:
+    """Validate one good row plus `row`; return `row`'s quarantine entry (and check the good one passed)."""
+    checked = validate_rows(frame([GOOD, row]), dataset, stored)
+    assert checked.good["record_id"].tolist() == ["g1"]
+    assert len(checked.bad) == 1
+    assert list(checked.bad.columns) == BAD_COLUMNS
+    bad = checked.bad.iloc[0]
+    assert bad["row_number"] == 2
+    assert json.loads(bad["raw"])["id"] == row.get("id")
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "rule", "value", "words"),
+    [
+        pytest.param(
+            {"id": None, "amount": "1", "colour": "red"}, "id", "required", "nothing", ["id is missing"], id="no-id"
+        ),
+        pytest.param(
+            {"id": "  ", "amount": "1", "colour": "red"}, "id", "required", "'  '", ["id is missing"], id="blank-id"
+        ),
+        pytest.param(
+            {"id": "r2", "amount": "ten", "colour": "red"}, "amount", "numeric", "'ten'", ["not a number"], id="text"
+        ),
+        pytest.param(
+            {"id": "r2", "amount": "inf", "colour": "red"}, "amount", "finite", "'inf'", ["not a finite"], id="inf"
+        ),
+        pytest.param(
+            {"id": "r2", "rate": "-inf", "amount": "1", "colour": "red"},
+            "rate",
+            "finite",
+            "'-inf'",
+            ["not a finite"],
+            id="minus-inf-in-optional",
+        ),
+        pytest.param(
+            {"id": "r2", "amount": "-0.5", "colour": "red"}, "amount", "min", "'-0.5'", ["below the minimum 0"], id="min"
+        ),
+        pytest.param(
+            {"id": "r2", "amount": "100.01", "colour": "red"},
+            "amount",
+            "max",
+            "'100.01'",
+            ["above the maximum 100"],
+            id="max",
+        ),
+        pytest.param(
+            {"id": "r2", "amount": "1", "colour": "purple"},
+            "colour",
+            "allowed",
+            "'purple'",
+            ["not one of the allowed values", "red"],
+            id="unknown-category",
+        ),
+        pytest.param(
+            {"id": "r2", "amount": "1", "colour": "Red"},
+            "colour",
+            "allowed",
+            "'Red'",
+            ["allowed"],
+            id="category-is-case-sensitive",
+        ),
+        pytest.param(
+            {"id": "r2", "amount": None, "colour": "red"}, "amount", "required", "nothing", ["required"], id="no-amount"
+        ),
+        pytest.param(
+            {"id": "r2", "amount": "NaN", "colour": "red"}, "amount", "required", "'NaN'", ["required"], id="nan-text"
+        ),
+        pytest.param(
+            {"id": "r2", "amount": "1", "colour": None}, "colour", "required", "nothing", ["required"], id="no-colour"
+        ),
+    ],
+)
+def test_each_rule_quarantines_with_column_rule_value_and_reason(
+    dataset: Dataset, row: dict[str, object], column: str, rule: str, value: str, words: list[str]
+) -> None:
+    bad = only_bad_row(dataset, row)
+
+    assert (bad["column_name"], bad["rule"], bad["value"]) == (column, rule, value)
+    reason = bad["reason"]
+    assert reason.startswith(f"{column}: "), reason
+    assert f"(got {value})" in reason
+    for word in words:
+        assert word in reason
+
+
+def test_duplicate_id_in_the_file_keeps_the_first(dataset: Dataset) -> None:
+    rows = [GOOD, {"id": "r2", "amount": "1", "colour": "red"}, {"id": "r2", "amount": "2", "colour": "blue"}]
+    checked = validate_rows(frame(rows), dataset)
+
+    assert checked.good["record_id"].tolist() == ["g1", "r2"]
+    assert checked.good.loc[1, "amount"] == 1.0
+    bad = checked.bad.iloc[0]
+    assert (bad["record_id"], bad["row_number"], bad["column_name"], bad["rule"]) == ("r2", 3, "id", "unique")
+    assert "appears earlier in this file" in bad["reason"] and "'r2'" in bad["reason"]
+
+
+def test_ids_are_compared_after_stripping_spaces(dataset: Dataset) -> None:
+    rows = [GOOD, {"id": " g1 ", "amount": "1", "colour": "red"}]
+    checked = validate_rows(frame(rows), dataset)
+    assert checked.bad["rule"].tolist() == ["unique"]
+
+
+def test_id_already_stored_from_an_earlier_file(dataset: Dataset) -> None:
+    bad = only_bad_row(dataset, {"id": "old", "amount": "1", "colour": "red"}, stored=("old", "other"))
+
+    assert (bad["column_name"], bad["rule"], bad["value"]) == ("id", "unique", "'old'")
+    assert "already stored" in bad["reason"]
+
+
+def test_missing_column_quarantines_every_row_naming_the_column(dataset: Dataset) -> None:
+    raw = frame([GOOD, {"id": "r2", "amount": "1", "colour": "red"}], columns=("id", "amount", "colour"))
+    checked = validate_rows(raw, dataset)
+
+    assert checked.good.empty
+    assert checked.bad["column_name"].tolist() == ["rate", "rate"]
+    assert checked.bad["rule"].tolist() == ["present", "present"]
+    assert all("'rate' is missing from the file" in r for r in checked.bad["reason"])
+
+
+def test_missing_id_column_refuses_the_whole_file(dataset: Dataset) -> None:
+    raw = frame([GOOD], columns=("key", "amount", "rate", "colour"))
+    with pytest.raises(UnreadableFile, match="id column 'id' is missing"):
+        validate_rows(raw, dataset)
+
+
+def test_several_problems_in_a_row_report_the_first_and_count_the_rest(dataset: Dataset) -> None:
+    bad = only_bad_row(dataset, {"id": "r2", "amount": "x", "rate": "y", "colour": "purple"})
+    assert bad["column_name"] == "amount"
+    assert bad["reason"].endswith("and 2 more problem(s) in this row")
+
+
+def test_good_rows_are_typed_and_every_row_is_counted_once(dataset: Dataset) -> None:
+    rows = [
+        {"id": "a", "amount": "1", "rate": "0.25", "colour": "red"},
+        {"id": "b", "amount": " 2.5 ", "rate": None, "colour": " green "},
+        {"id": "c", "amount": "0", "rate": "", "colour": "blue"},
+        {"id": "d", "amount": "100", "rate": "nan", "colour": "red"},
+        {"id": "a", "amount": "1", "rate": "1", "colour": "red"},  # duplicate
+        {"id": "e", "amount": "-1", "rate": "1", "colour": "red"},  # below min
+        {"id": "f", "amount": "1", "rate": "1", "colour": "pink"},  # unknown
+    ]
+    checked = validate_rows(frame(rows), dataset)
+
+    assert checked.rows_in == len(rows) == len(checked.good) + len(checked.bad)
+    assert sorted(checked.good["row_number"].tolist() + checked.bad["row_number"].tolist()) == list(range(1, 8))
+    good = checked.good
+    assert good["record_id"].tolist() == ["a", "b", "c", "d"]
+    assert good["amount"].dtype == np.float64 and good["rate"].dtype == np.float64
+    assert good["amount"].tolist() == [1.0, 2.5, 0.0, 100.0]
+    assert good["rate"].iloc[0] == 0.25 and good["rate"].iloc[1:].isna().all()
+    assert good["colour"].tolist() == ["red", "green", "blue", "red"]
+    assert good["row_number"].tolist() == [1, 2, 3, 4]
+    assert good["row_hash"].str.fullmatch(r"[0-9a-f]{16}").all()
+    assert good["row_hash"].is_unique
+
+
+def test_a_file_of_good_rows_has_no_bad_rows(dataset: Dataset) -> None:
+    checked = validate_rows(frame([GOOD]), dataset)
+    assert checked.bad.empty and list(checked.bad.columns) == BAD_COLUMNS
+    assert checked.rows_in == 1
+
+
+def test_zero_rows(dataset: Dataset) -> None:
+    checked = validate_rows(frame([]), dataset)
+    assert checked.rows_in == 0 and checked.good.empty and checked.bad.empty
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+CSV_TEXT = "id,amount,rate,colour\nr1,10,0.5,red\nr2,,1e-3,blue\nr3,abc,2,green\n"
+
+
+def test_read_csv_keeps_every_value_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(CSV_TEXT)
+    raw = read_incoming(path)
+
+    assert list(raw.columns) == ["id", "amount", "rate", "colour"]
+    assert raw["amount"].tolist() == ["10", None, "abc"]
+    assert raw["rate"].tolist() == ["0.5", "1e-3", "2"]
+
+
+def test_read_csv_and_parquet_validate_alike(tmp_path: Path, dataset: Dataset) -> None:
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text(CSV_TEXT)
+    parquet_path = tmp_path / "in.parquet"
+    typed = pd.DataFrame(
+        {
+            "id": ["r1", "r2", "r3"],
+            "amount": [10.0, np.nan, 500.0],
+            "rate": [0.5, 0.001, 2.0],
+            "colour": ["red", "blue", "green"],
+        }
+    )
+    typed.to_parquet(parquet_path, index=False)
+
+    from_csv = validate_rows(read_incoming(csv_path), dataset)
+    from_parquet = validate_rows(read_incoming(parquet_path), dataset)
+
+    assert from_csv.good["record_id"].tolist() == from_parquet.good["record_id"].tolist() == ["r1"]
+    assert from_csv.good["amount"].tolist() == from_parquet.good["amount"].tolist() == [10.0]
+    assert from_csv.bad["rule"].tolist() == ["required", "numeric"]
+    assert from_parquet.bad["rule"].tolist() == ["required", "max"]
+
+
+def test_read_csv_with_utf8_bom_and_padded_header(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffid, amount ,rate,colour\nr1,1,2,red\n".encode())
+    assert list(read_incoming(path).columns) == ["id", "amount", "rate", "colour"]
+
+
+def test_header_only_csv_is_a_file_with_no_rows(tmp_path: Path, dataset: Dataset) -> None:
+    path = tmp_path / "header.csv"
+    path.write_text("id,amount,rate,colour\n")
+    raw = read_incoming(path)
+    assert len(raw) == 0 and list(raw.columns) == ["id", "amount", "rate", "colour"]
+    assert validate_rows(raw, dataset).rows_in == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        pytest.param("empty.csv", b"", ["empty"], id="empty-csv"),
+        pytest.param("blank.csv", b"\n\n", ["empty"], id="blank-lines-csv"),
+        pytest.param("latin1.csv", "id,amount,rate,colour\xe9\nr1,1,2,red\n".encode("latin-1"), ["UTF-8"], id="latin1"),
+        pytest.param(
+            "latin1-body.csv", "id,amount,rate,colour\nr1,1,2,r\xe9d\n".encode("latin-1"), ["UTF8"], id="latin1-body"
+        ),
+        pytest.param("ragged.csv", b"id,amount,rate,colour\nr1,1,2,red,extra\n", ["Expected 4 columns"], id="ragged"),
+        pytest.param("cut.parquet", b"PAR1 cut off in transit", ["PARQUET"], id="truncated-parquet"),
+        pytest.param("empty.parquet", b"", ["PARQUET"], id="empty-parquet"),
+        pytest.param("notes.txt", b"id\n1\n", ["unsupported file type", "'.txt'"], id="unsupported"),
+    ],
+)
+def test_unreadable_files_are_refused_with_a_clear_message(
+    tmp_path: Path, name: str, content: bytes, words: list[str]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UnreadableFile) as caught:
+        read_incoming(path)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_half_of_a_real_parquet_file_is_refused(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(pa.table({"id": [str(i) for i in range(1000)], "amount": np.arange(1000.0)}), whole)
+    cut = tmp_path / "cut.parquet"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+
+    with pytest.raises(UnreadableFile, match="cannot be read as PARQUET"):
+        read_incoming(cut)
+
+
+def test_semicolon_csv_is_refused_because_the_id_column_is_missing(tmp_path: Path, dataset: Dataset) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_text("id;amount;rate;colour\nr1;1;2;red\n")
+    raw = read_incoming(path)  # one column named "id;amount;rate;colour"
+
+    with pytest.raises(UnreadableFile) as caught:
+        validate_rows(raw, dataset)
+    message = str(caught.value)
+    assert "id column 'id' is missing" in message
+    assert "delimiter" in message
+    assert "id;amount;rate;colour" in message
