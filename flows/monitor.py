@@ -24,8 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.config import Settings
-from pipeline.metrics import bootstrap_upper_bound
-from pipeline.triggers import RetrainDue, quality_dropped, retrain_due
+from pipeline.triggers import Measured, RetrainDue, measure_quality, quality_dropped, retrain_due
 from warehouse.registry import champion, new_labels_since_training
 from warehouse.store import Warehouse, batch_id
 
@@ -127,6 +126,11 @@ def measure(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, 
     )
 
 
+def _quality_of(frame: pd.DataFrame, threshold: float, metric: str, seed: int) -> Measured:
+    labelled = frame[frame["target"].notna()]
+    return measure_quality(labelled["target"].to_numpy(), labelled["score"].to_numpy(), threshold, metric, seed)
+
+
 def post_webhook(url: str, body: dict[str, Any]) -> str | None:
     """POST the alert as JSON; returns the error, if any (an unreachable receiver must not fail the run)."""
     request = urllib.request.Request(
@@ -187,10 +191,10 @@ def monitor(config: str | None = None) -> MonitorOutcome:
     with store.connect() as con:
         registered = champion(con)
         new_labels = new_labels_since_training(con)
-        champion_row = con.execute(f"SELECT threshold, {settings.monitoring.quality_metric} FROM champion").fetchone()
+        champion_row = con.execute("SELECT threshold FROM champion").fetchone()
     if registered is None or champion_row is None:
         raise RuntimeError("there is no champion model yet: run `scorehouse train` first")
-    threshold, champion_quality = float(champion_row[0]), float(champion_row[1])
+    threshold = float(champion_row[0])
     nothing = RetrainDue(due=False, fired=[], reasons=[])
     window = load_window(store, settings, registered.version)
     if window is None:
@@ -207,23 +211,19 @@ def monitor(config: str | None = None) -> MonitorOutcome:
     reference = load_reference_set(store, settings, registered.version)
     result = measure(reference, current, settings, threshold)
     metrics = list(result.metrics)
-    name = settings.monitoring.quality_metric
-    quality = next(m for m in metrics if m.metric == name and m.column is None)
-    labelled = current[current["target"].notna()]
-    upper = (
-        bootstrap_upper_bound(
-            labelled["target"].to_numpy(), labelled["score"].to_numpy(), threshold, name, seed=settings.monitoring.seed
-        )
-        if len(labelled)
-        else float("nan")
-    )
-    if quality_dropped(quality.value, upper, champion_quality, quality.sample_size, settings):
-        metrics[metrics.index(quality)] = replace(
-            quality,
+    name, seed = settings.monitoring.quality_metric, settings.monitoring.seed
+    window_quality = _quality_of(current, threshold, name, seed)
+    champion_quality = _quality_of(reference, threshold, name, seed)
+    if quality_dropped(window_quality, champion_quality, settings):
+        index = next(i for i, m in enumerate(metrics) if m.metric == name and m.column is None)
+        metrics[index] = replace(
+            metrics[index],
             status=ALERT,
-            threshold=champion_quality - settings.monitoring.max_quality_drop,
-            detail=f"{quality.detail} More than {settings.monitoring.max_quality_drop} below the champion's "
-            f"hold-out {name} {champion_quality:.3f}, beyond noise (95% upper bound {upper:.3f}).",
+            threshold=champion_quality.value - settings.monitoring.max_quality_drop,
+            detail=f"{metrics[index].detail} More than {settings.monitoring.max_quality_drop} below the champion's "
+            f"hold-out {name} {champion_quality.value:.3f}, beyond noise (90% intervals "
+            f"{window_quality.low:.3f}..{window_quality.high:.3f} and "
+            f"{champion_quality.low:.3f}..{champion_quality.high:.3f} do not overlap).",
         )
     drifted = max(
         (m.value for m in metrics if m.metric in ("drift_share_features", "drift_share_embedding")), default=0.0
@@ -231,9 +231,7 @@ def monitor(config: str | None = None) -> MonitorOutcome:
     due = retrain_due(
         new_labels=new_labels,
         drifted_share=drifted if math.isfinite(drifted) else 0.0,
-        quality=quality.value,
-        quality_upper_bound=upper,
-        quality_labels=quality.sample_size,
+        quality=window_quality,
         champion_quality=champion_quality,
         settings=settings,
     )

@@ -24,7 +24,8 @@ Frames carry the feature columns, the embedding columns, "score" (the model's P(
 order (a metric that cannot be computed is there with value NaN, status "info" and the reason):
 
 - drift_share_features, drift_share_embedding: share of drifted columns; "alert" when it exceeds
-  drift_share_threshold (strictly: 0.5 alerts when more than half drift).
+  drift_share_threshold (strictly: 0.5 alerts when more than half drift; Evidently's own share test,
+  shown in the HTML, already fails at exactly the threshold).
 - column_drift (column=name): one per feature and embedding column; "alert" when that column drifts.
 - prediction_drift (column="score"): drift of the score distribution; "alert" when it drifts.
 - roc_auc, f1, precision, recall, balanced_accuracy: realised, on the labelled rows (Evidently's
@@ -36,9 +37,9 @@ order (a metric that cannot be computed is there with value NaN, status "info" a
 Per-column drift tests (why these): Evidently's own default picks p-value tests (K-S, chi-square)
 for a reference of at most 1000 rows and distance thresholds (normed Wasserstein, Jensen-Shannon,
 0.1) above that. Distances with a fixed threshold are quiet on large samples, where p-values flag
-differences too small to matter, but noisy on small ones: measured here against a 50k-row reference,
-normed Wasserstein between unshifted samples reaches 0.1 in 70% of 100-row windows and 29% of
-200-row windows, and Jensen-Shannon over 51 categories in 93% of 500-row windows. So the same rule
+differences too small to matter, but noisy on small ones: measured here against large references
+(50k and 4k rows), normed Wasserstein between unshifted samples reaches 0.1 in 70% of 100-row windows
+and 29% of 200-row windows, and Jensen-Shannon over 51 categories in 93% of 500-row windows. So the rule
 is applied to the smaller of the two samples: if either has at most 1000 rows, K-S (numeric) and
 chi-square (categorical) at p < column_p_value; otherwise normed Wasserstein and Jensen-Shannon at
 distance >= column_distance. Without a shift a column then drifts in about 5% of windows or fewer, and
@@ -154,7 +155,11 @@ def monitor_window(
     """Drift, realised quality and CBPE-estimated quality of `current` against `reference`.
 
     `threshold` is the model's decision threshold on the score (positive when score >= threshold).
-    Windows (and references) above `max_rows` rows are sampled with `seed`, and every detail says so.
+    `drift_share_threshold`: alert when more than this share of the feature (or embedding) columns drift.
+    `column_p_value` / `column_distance`: a column drifts when its test's p-value is below the first
+    (either sample at most 1000 rows) or its distance reaches the second (both larger); see the module
+    docstring for why. Windows (and references) above `max_rows` rows are sampled with `seed`, and
+    every detail says so. Raises ValueError when either frame has no rows.
     """
     if current.empty:
         raise ValueError("the current window has no rows: there is nothing to monitor")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from pipeline.config import Settings
+from pipeline.metrics import bootstrap_interval, classification_metrics
 
 
 @dataclass(frozen=True)
@@ -19,24 +22,41 @@ class RetrainDue:
         return "; ".join(self.reasons) if self.reasons else "no trigger fired"
 
 
-def quality_dropped(value: float, upper_bound: float, champion_value: float, labels: int, settings: Settings) -> bool:
-    """True when realised quality, on enough labels, fell more than the allowed drop below the champion's,
-    and the drop is beyond noise: the upper confidence bound of the value is below the champion's too."""
+@dataclass(frozen=True)
+class Measured:
+    """A quality metric with its confidence interval and the number of labels behind it."""
+
+    value: float
+    low: float
+    high: float
+    labels: int
+
+
+def measure_quality(y_true: np.ndarray, scores: np.ndarray, threshold: float, metric: str, seed: int) -> Measured:
+    """`metric` on these labels, with its 90% bootstrap interval."""
+    if len(y_true) == 0:
+        return Measured(value=math.nan, low=math.nan, high=math.nan, labels=0)
+    value = classification_metrics(y_true, scores, threshold)[metric]
+    low, high = bootstrap_interval(y_true, scores, threshold, metric, seed=seed)
+    return Measured(value=value, low=low, high=high, labels=len(y_true))
+
+
+def quality_dropped(window: Measured, champion: Measured, settings: Settings) -> bool:
+    """True when realised quality, on enough labels, fell more than the allowed drop below the champion's
+    hold-out value, and beyond noise: the two confidence intervals do not overlap."""
     monitoring = settings.monitoring
-    numbers = (value, upper_bound, champion_value)
-    if labels < monitoring.min_labels or not all(math.isfinite(n) for n in numbers):
+    numbers = (window.value, window.high, champion.value, champion.low)
+    if window.labels < monitoring.min_labels or not all(math.isfinite(n) for n in numbers):
         return False
-    return champion_value - value > monitoring.max_quality_drop and upper_bound < champion_value
+    return champion.value - window.value > monitoring.max_quality_drop and window.high < champion.low
 
 
 def retrain_due(
     *,
     new_labels: int,
     drifted_share: float,
-    quality: float,
-    quality_upper_bound: float,
-    quality_labels: int,
-    champion_quality: float,
+    quality: Measured,
+    champion_quality: Measured,
     settings: Settings,
 ) -> RetrainDue:
     """Apply the configured triggers to what the monitor measured."""
@@ -49,12 +69,10 @@ def retrain_due(
     if retrain.on_drift and drifted_share > monitoring.drift_share_threshold:
         fired.append("drift")
         reasons.append(f"drifted share {drifted_share:.2f} above {monitoring.drift_share_threshold:.2f}")
-    if retrain.on_quality_drop and quality_dropped(
-        quality, quality_upper_bound, champion_quality, quality_labels, settings
-    ):
+    if retrain.on_quality_drop and quality_dropped(quality, champion_quality, settings):
         fired.append("quality")
         reasons.append(
-            f"{monitoring.quality_metric} {quality:.3f} on {quality_labels} labels is more than "
-            f"{monitoring.max_quality_drop} below the champion's {champion_quality:.3f}"
+            f"{monitoring.quality_metric} {quality.value:.3f} on {quality.labels} labels is more than "
+            f"{monitoring.max_quality_drop} below the champion's {champion_quality.value:.3f}, beyond noise"
         )
     return RetrainDue(due=bool(fired), fired=fired, reasons=reasons)
