@@ -70,7 +70,7 @@ def run_demo(
     say(f"[1/3] training the first champion on {settings.reference_path.name} (its first {share:.0%})")
     with simulated_time(start):
         first = train(config)
-    sample = read_incoming(settings.reference_path)
+    sample = read_incoming(settings.reference_path).to_pandas()
     reference_rows = round(len(sample) * share)
     parts = simulate.arrivals(sample, reference_rows, days)
     say(

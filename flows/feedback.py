@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -16,7 +17,7 @@ from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
 from pipeline.feedback import id_column_of, validate_labels
-from pipeline.validate import BAD_COLUMNS, UnreadableFile, read_incoming
+from pipeline.validate import BAD_COLUMNS, UnreadableFile, as_text, read_incoming
 from warehouse.store import Warehouse, batch_id
 
 
@@ -31,10 +32,10 @@ class LabelFileReport:
     refused: str | None = None
 
 
-def ingested_ids(store: Warehouse, ids: pd.Series) -> set[str]:
+def ingested_ids(store: Warehouse, ids: pa.ChunkedArray) -> set[str]:
     """Which of `ids` belong to stored records."""
     with store.connect() as con:
-        con.register("label_ids", pa.table({"record_id": pa.array(ids.dropna().unique(), pa.string())}))
+        con.register("label_ids", pa.table({"record_id": pc.unique(pc.drop_null(ids))}))
         rows = con.execute("SELECT DISTINCT record_id FROM records JOIN label_ids USING (record_id)").fetchall()
     return {row[0] for row in rows}
 
@@ -59,7 +60,7 @@ def collect_file(store: Warehouse, settings: Settings, path: Path) -> LabelFileR
     day = now.date().isoformat()
     try:
         raw = read_incoming(path)
-        ids = raw[id_column_of(raw, settings.dataset)].astype("string").str.strip()
+        ids = as_text(raw, id_column_of(raw, settings.dataset))
         checked = validate_labels(raw, settings.dataset, ingested_ids(store, ids))
     except UnreadableFile as error:
         report.refused = str(error)
@@ -68,9 +69,10 @@ def collect_file(store: Warehouse, settings: Settings, path: Path) -> LabelFileR
         store.commit("feedback", batch, store.table("feedback").schema.empty_table(), partition=day)
         return report
     store.commit("feedback_rejects", batch, _rejects_table(checked.bad, path.name, now), partition=day)
-    labels = checked.good.assign(source_file=path.name, received_at=now)
-    store.commit("feedback", batch, pa.Table.from_pandas(labels, preserve_index=False), partition=day)
-    report.rows_in, report.stored, report.rejected = checked.rows_in, len(checked.good), len(checked.bad)
+    labels = checked.good.append_column("source_file", pa.array([path.name] * checked.good.num_rows, pa.string()))
+    labels = labels.append_column("received_at", pa.array([now] * labels.num_rows, pa.timestamp("us", tz="UTC")))
+    store.commit("feedback", batch, labels, partition=day)
+    report.rows_in, report.stored, report.rejected = checked.rows_in, checked.good.num_rows, len(checked.bad)
     if report.rejected:
         logger.warning(
             "%s: %d of %d labels rejected; first: %s",

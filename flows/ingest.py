@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -20,7 +21,8 @@ from pipeline.validate import (
     SUPPORTED_SUFFIXES,
     UnreadableFile,
     Validated,
-    read_incoming,
+    as_text,
+    read_blocks,
     validate_rows,
 )
 from warehouse.store import Warehouse, batch_id
@@ -40,20 +42,15 @@ class FileReport:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def stored_ids(store: Warehouse, ids: pd.Series, batch: str) -> set[str]:
+def stored_ids(store: Warehouse, ids: pa.ChunkedArray, batch: str) -> set[str]:
     """Which of `ids` are already stored by batches other than `batch` (a re-run sees its own batch)."""
     with store.connect() as con:
-        con.register("incoming_ids", pa.table({"record_id": pa.array(ids.dropna().unique(), pa.string())}))
+        con.register("incoming_ids", pa.table({"record_id": pc.unique(pc.drop_null(ids))}))
         rows = con.execute(
             "SELECT DISTINCT r.record_id FROM records r JOIN incoming_ids USING (record_id) WHERE r.batch_id <> ?",
             [batch],
         ).fetchall()
     return {row[0] for row in rows}
-
-
-def _records_table(checked: Validated, name: str, now: pd.Timestamp) -> pa.Table:
-    good = checked.good.assign(source_file=name, ingested_at=now)
-    return pa.Table.from_pandas(good, preserve_index=False)
 
 
 def _quarantine_table(bad: pd.DataFrame, name: str, now: pd.Timestamp) -> pa.Table:
@@ -67,40 +64,60 @@ def _reasons(bad: pd.DataFrame) -> dict[str, int]:
     return {f"{column} / {rule}": int(n) for (column, rule), n in counts.items()}
 
 
+def _commit_block(store: Warehouse, checked: Validated, batch: str, name: str, now: pd.Timestamp) -> None:
+    """The quarantine batch first, the records batch last: the records batch marks the block as done."""
+    day = now.date().isoformat()
+    store.commit("quarantine", batch, _quarantine_table(checked.bad, name, now), partition=day)
+    records = checked.good.append_column("source_file", pa.array([name] * checked.good.num_rows, pa.string()))
+    records = records.append_column("ingested_at", pa.array([now] * records.num_rows, pa.timestamp("us", tz="UTC")))
+    store.commit("records", batch, records, partition=day)
+
+
 @task(cache_policy=NO_CACHE, task_run_name="ingest {path.name}")
 def ingest_file(store: Warehouse, settings: Settings, path: Path) -> FileReport:
-    """Validate one file and commit its good rows and its quarantined rows, each as one atomic batch.
+    """Validate one file block by block (`scoring.chunk_rows` rows each) and commit each block atomically.
 
-    The quarantine batch is committed first and the records batch last: the records batch marks
-    the file as done, so a run killed in between redoes the file and finds the quarantine batch there.
+    A block's batch id comes from the file's content and the block's position, so a run killed
+    midway is finished by the next one, and a file dropped again adds nothing.
     """
     logger = get_run_logger()
-    batch = batch_id("ingest", sha256_of(path))
-    report = FileReport(name=path.name, batch=batch)
-    if store.has_batch("records", batch):
-        report.skipped = True
-        logger.info("%s: this content was already ingested (batch %s); moving it aside", path.name, batch)
-        return report
+    digest = sha256_of(path)
+    report = FileReport(name=path.name, batch=batch_id("ingest", digest))
     now = pd.Timestamp(utc_now())
-    day = now.date().isoformat()
-    id_column = settings.dataset.id_column
+    first_row, done_before, committed = 1, 0, 0
+    dataset = settings.dataset
     try:
-        raw = read_incoming(path)
-        ids = raw[id_column].astype("string").str.strip() if id_column in raw.columns else pd.Series(dtype="string")
-        checked = validate_rows(raw, settings.dataset, stored_ids(store, ids, batch))
+        for number, raw in enumerate(read_blocks(path, settings.scoring.chunk_rows)):
+            batch = batch_id("ingest", digest, number)
+            if store.has_batch("records", batch):
+                done_before += 1
+            else:
+                ids = as_text(raw, dataset.id_column) if dataset.id_column in raw.column_names else None
+                stored = stored_ids(store, ids, batch) if ids is not None else set()
+                checked = validate_rows(raw, dataset, stored, first_row=first_row)
+                _commit_block(store, checked, batch, path.name, now)
+                report.stored += checked.good.num_rows
+                report.quarantined += len(checked.bad)
+                for reason, n in _reasons(checked.bad).items():
+                    report.reasons[reason] = report.reasons.get(reason, 0) + n
+                committed += 1
+            first_row += raw.num_rows
     except UnreadableFile as error:
-        report.refused = str(error)
-        logger.warning("%s refused as a whole: %s", path.name, error)
-        store.commit("quarantine", batch, _quarantine_table(refusal(str(error)), path.name, now), partition=day)
+        where = "" if first_row == 1 else f" (rows from {first_row} on; the rows before were ingested)"
+        report.refused = f"{error}{where}"
+        logger.warning("%s refused: %s", path.name, report.refused)
+        batch, day = batch_id("ingest", digest, "refused", first_row), now.date().isoformat()
+        store.commit("quarantine", batch, _quarantine_table(refusal(report.refused), path.name, now), partition=day)
         store.commit("records", batch, store.table("records").schema.empty_table(), partition=day)
         return report
-    store.commit("quarantine", batch, _quarantine_table(checked.bad, path.name, now), partition=day)
-    store.commit("records", batch, _records_table(checked, path.name, now), partition=day)
-    report.rows_in, report.stored, report.quarantined = checked.rows_in, len(checked.good), len(checked.bad)
-    report.reasons = _reasons(checked.bad) if len(checked.bad) else {}
-    logger.info(
-        "%s: %d rows in, %d stored, %d quarantined", path.name, report.rows_in, report.stored, report.quarantined
-    )
+    report.rows_in = first_row - 1
+    report.skipped = committed == 0 and done_before > 0
+    if report.skipped:
+        logger.info("%s: this content was already ingested; moving it aside", path.name)
+    else:
+        logger.info(
+            "%s: %d rows in, %d stored, %d quarantined", path.name, report.rows_in, report.stored, report.quarantined
+        )
     return report
 
 

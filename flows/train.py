@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pandas as pd
+import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -30,7 +31,7 @@ def load_reference(settings: Settings) -> pd.DataFrame:
     logger = get_run_logger()
     dataset = settings.dataset
     raw = read_incoming(settings.reference_path)
-    if dataset.target_column not in raw.columns:
+    if dataset.target_column not in raw.column_names:
         raise ValueError(f"reference file {settings.reference_path} has no target column {dataset.target_column!r}")
     checked = validate_rows(raw, dataset)
     if len(checked.bad):
@@ -39,9 +40,9 @@ def load_reference(settings: Settings) -> pd.DataFrame:
             len(checked.bad),
             checked.bad["reason"].iloc[0],
         )
-    reference = checked.good.assign(
-        **{dataset.target_column: raw[dataset.target_column].to_numpy()[checked.good["row_number"] - 1]}
-    )
+    rows = checked.good.column("row_number").to_numpy() - 1
+    target = raw.column(dataset.target_column).take(pa.array(rows)).to_pandas()
+    reference = checked.good.to_pandas().assign(**{dataset.target_column: target.to_numpy()})
     return reference_slice(reference, settings.training.reference_fraction, dataset)
 
 

@@ -7,6 +7,7 @@ A wrong file fails at start with the field's path and what is wrong with it.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -267,6 +268,8 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         return Settings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config {path} is not valid TOML: {error}. Fix the file and run again.") from None
     finally:
         if previous is None:
             del os.environ[CONFIG_ENV]

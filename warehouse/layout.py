@@ -125,7 +125,7 @@ def records_schema(features: Mapping[str, FeatureKind], event_time: bool) -> pa.
     fields += [
         pa.field("source_file", pa.string()),
         pa.field("row_number", pa.int64()),
-        pa.field("row_hash", pa.string()),
+        pa.field("row_hash", pa.uint64()),  # hash of the stored values
         pa.field("ingested_at", TS),
         pa.field("ingested_on", pa.string()),
         pa.field("batch_id", pa.string()),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +40,12 @@ class Table:
     schema: pa.Schema
 
     def glob(self, root: Path) -> str:
-        return str(root / self.name / "**" / "*.parquet")
+        return f"{_glob_literal(str(root / self.name))}/**/*.parquet"
+
+
+def _glob_literal(path: str) -> str:
+    """`path` with glob characters escaped, so a folder named `copy [1]` matches only itself."""
+    return re.sub(r"([\[\]*?])", r"[\1]", path)
 
 
 def batch_id(*parts: object) -> str:
