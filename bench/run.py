@@ -1,0 +1,150 @@
+"""`make bench`: Scorehouse against the bare libraries and a peer pipeline, on the same data and model.
+
+Prints a table of rows/s and ratios and writes the same to artifacts/bench/results.json. Each flow
+step runs in its own process (bench/task.py), so peak memory is measured per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.chains import bare_chain, fit_peer, peer_chain
+from bench.generate import generate
+from pipeline.config import REPO_ROOT, load_settings
+from pipeline.training import binary_target
+
+OUT = REPO_ROOT / "artifacts" / "bench"
+
+
+def make_config(folder: Path) -> Path:
+    """A copy of the repository config whose run-time folders live under `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (REPO_ROOT / "scorehouse.toml").read_text()
+    reference = str(REPO_ROOT / tomllib.loads(text)["training"]["reference_path"])
+    config = folder / "scorehouse.toml"
+    config.write_text(
+        text.replace('reference_path = "data/sample/lending_club.csv"', f'reference_path = "{reference}"')
+    )
+    return config
+
+
+def step(steps: str, config: Path) -> dict[str, Any]:
+    """Run flow steps in a fresh process; returns their seconds and the process's peak RSS."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.task", steps, str(config)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench step {steps} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def drop_file(source: Path, config: Path) -> None:
+    incoming = config.parent / "data" / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, incoming / source.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-rows", type=int, default=10_000_000)
+    args = parser.parse_args()
+    work = OUT / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    rows, big = args.rows, args.big_rows
+    say = lambda line: print(line, flush=True)  # noqa: E731
+
+    say(f"generating {rows:,} and {big:,} rows")
+    small_file = generate(rows, work / "files" / "records-small.parquet", load_settings())
+    big_file = generate(big, work / "files" / "records-big.parquet", load_settings())
+
+    small = make_config(work / "small")
+    step("train", small)
+    drop_file(small_file, small)
+    say("ingest + score (raw file) ...")
+    ingest_score = step("ingest+score", small)
+    shutil.rmtree(small.parent / "data" / "warehouse" / "predictions")
+    say("score flow (records already ingested) ...")
+    score_small = step("score", small)
+    say("monitor on the whole window ...")
+    monitor_small = step("monitor", small)
+
+    settings = load_settings(small)
+    from flows.runtime import load_champion, open_store
+
+    model = load_champion(open_store(settings))
+    say("bare chain ...")
+    bare_s = bare_chain(small_file, work / "bare.parquet", model, settings.scoring.chunk_rows)
+    say("peer chain ...")
+    reference = pd.read_csv(settings.reference_path)
+    target = binary_target(reference[settings.dataset.target_column], settings.dataset)
+    vectorizer, peer_model = fit_peer(reference, settings.dataset.feature_names, target, dict(settings.model.params))
+    peer_s = peer_chain(small_file, work / "peer.parquet", vectorizer, peer_model, settings.dataset.feature_names)
+
+    large = make_config(work / "big")
+    step("train", large)
+    drop_file(big_file, large)
+    say(f"ingest {big:,} rows (not timed), then the score flow's peak memory ...")
+    step("ingest", large)
+    score_big = step("score", large)
+
+    say("dashboard queries on the big warehouse ...")
+    from bench.dashboard_bench import time_queries
+
+    dashboard = time_queries(load_settings(large).warehouse_dir / "warehouse.duckdb")
+
+    ingest_score_s = sum(ingest_score["seconds"].values())
+    results = {
+        "rows": rows,
+        "big_rows": big,
+        "bare_rows_per_s": rows / bare_s,
+        "score_flow_rows_per_s": rows / score_small["seconds"]["score"],
+        "ingest_score_rows_per_s": rows / ingest_score_s,
+        "peer_rows_per_s": rows / peer_s,
+        "score_flow_over_bare": bare_s / score_small["seconds"]["score"],
+        "ingest_score_over_bare": bare_s / ingest_score_s,
+        "score_flow_over_peer": peer_s / score_small["seconds"]["score"],
+        "rss_1m_mb": score_small["rss_mb"],
+        "rss_10m_mb": score_big["rss_mb"],
+        "rss_10m_over_1m": score_big["rss_mb"] / score_small["rss_mb"],
+        "monitor_1m_s": monitor_small["seconds"]["monitor"],
+        "monitor_1m_rss_mb": monitor_small["rss_mb"],
+        "dashboard_landing_s": dashboard["landing_s"],
+        "dashboard_filtered_s": dashboard["filtered_s"],
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    print_table(results)
+
+
+def print_table(r: dict[str, float]) -> None:
+    lines = [
+        f"{'measure':<34}{'value':>14}",
+        f"{'rows (big run)':<34}{r['rows']:>14,.0f} ({r['big_rows']:,.0f})",
+        f"{'bare chain rows/s':<34}{r['bare_rows_per_s']:>14,.0f}",
+        f"{'score flow rows/s':<34}{r['score_flow_rows_per_s']:>14,.0f}  x{r['score_flow_over_bare']:.2f} of bare (target >= 0.85)",
+        f"{'ingest + score rows/s':<34}{r['ingest_score_rows_per_s']:>14,.0f}  x{r['ingest_score_over_bare']:.2f} of bare (target >= 0.6)",
+        f"{'peer rows/s':<34}{r['peer_rows_per_s']:>14,.0f}  score flow x{r['score_flow_over_peer']:.1f} of peer (target >= 4)",
+        f"{'score flow peak RSS, MB':<34}{r['rss_1m_mb']:>14,.0f} / {r['rss_10m_mb']:,.0f} (big)  x{r['rss_10m_over_1m']:.2f} (target <= 1.15, < 1500 MB)",
+        f"{'monitor on the window':<34}{r['monitor_1m_s']:>13.1f}s  {r['monitor_1m_rss_mb']:,.0f} MB (target < 30 s, < 1500 MB)",
+        f"{'dashboard landing / filtered':<34}{r['dashboard_landing_s']:>13.2f}s  {r['dashboard_filtered_s']:.2f} s (target < 1 s)",
+    ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    started = time.perf_counter()
+    main()
+    print(f"bench took {time.perf_counter() - started:.0f} s")

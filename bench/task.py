@@ -1,0 +1,37 @@
+"""One measured step of the benchmark, in its own process so that its peak memory is its own.
+
+python -m bench.task STEP[+STEP...] CONFIG  ->  one JSON line: {"seconds": {step: s}, "rss_mb": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flows  # noqa: F401  (Prefect defaults before Prefect is imported)
+from flows.ingest import ingest
+from flows.monitor import monitor
+from flows.score import score
+from flows.train import train
+
+STEPS: dict[str, Callable[[str], Any]] = {"ingest": ingest, "score": score, "monitor": monitor}
+
+
+def main() -> None:
+    steps, config = sys.argv[1].split("+"), sys.argv[2]
+    train(config)  # trains once; later a no-op that starts Prefect's API before anything is timed
+    seconds = {}
+    for step in steps:
+        start = time.perf_counter()
+        STEPS[step](config)
+        seconds[step] = time.perf_counter() - start
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss_mb": rss_mb}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Challengers: trained on the right rows, compared fairly, promoted only when they win."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import Settings, load_settings
+from pipeline.model import ScoringModel, fit_model
+from pipeline.retraining import compare, split_for_retraining, train_challenger
+from tests.conftest import tiny_config_document, write_toml
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    return load_settings(write_toml(tmp_path / "scorehouse.toml", tiny_config_document()))
+
+
+def frame(n: int, seed: int) -> pd.DataFrame:
+    """Rows where the outcome depends on `amount` (and a little noise)."""
+    rng = np.random.default_rng(seed)
+    amount = rng.uniform(0, 100, n)
+    outcome = np.where(rng.uniform(size=n) < amount / 100, "yes", "no")
+    return pd.DataFrame(
+        {
+            "record_id": [f"r{seed}-{i}" for i in range(n)],
+            "amount": amount,
+            "rate": rng.normal(size=n),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "outcome": outcome,
+        }
+    )
+
+
+def fitted(data: pd.DataFrame, settings: Settings, version: str) -> ScoringModel:
+    y = (data["outcome"] == "yes").to_numpy(dtype=int)
+    return fit_model(data, y, settings.dataset, settings.model, version=version, seed=0)
+
+
+def test_a_deliberately_weakened_challenger_is_never_promoted(settings: Settings) -> None:
+    champion = fitted(frame(600, 1), settings, "v1")
+    shuffled = frame(600, 2)
+    shuffled["outcome"] = shuffled["outcome"].sample(frac=1, random_state=0).to_numpy()  # labels carry no signal
+    weak = fitted(shuffled, settings, "v2")
+    holdout = frame(800, 3)
+    decision = compare(champion, weak, holdout, settings.dataset, "roc_auc", 0.005)
+    assert not decision.promote
+    assert decision.challenger["roc_auc"] < decision.champion["roc_auc"]
+    assert decision.reason.startswith("rejected: v2 roc_auc")
+    assert "on the same 800 held-out rows" in decision.reason
+
+
+def test_a_better_challenger_is_promoted_and_a_tie_is_not(settings: Settings) -> None:
+    blind = frame(600, 1).assign(amount=0.0)  # a champion that never saw the signal
+    champion = fitted(blind, settings, "v1")
+    better = fitted(frame(600, 2), settings, "v2")
+    holdout = frame(800, 3)
+    assert compare(champion, better, holdout, settings.dataset, "roc_auc", 0.005).promote
+    assert not compare(better, better, holdout, settings.dataset, "roc_auc", 0.005).promote
+
+
+def test_the_latest_labels_are_held_out_and_seen_rows_left_out() -> None:
+    from pipeline.config import Dataset
+    from tests.conftest import tiny_dataset_section
+
+    dataset = Dataset(**tiny_dataset_section())
+    base = frame(10, 1).rename(columns={"outcome": "target"})
+    reference = base.assign(split=["train"] * 8 + ["holdout"] * 2)
+    production = frame(10, 2).rename(columns={"outcome": "target"})
+    production["labelled_at"] = pd.date_range("2026-11-01", periods=10, freq="h", tz="UTC")
+    production = pd.concat([production, base.iloc[:3].assign(labelled_at=pd.Timestamp("2026-11-02", tz="UTC"))])
+    data = split_for_retraining(reference, production, dataset, holdout_fraction=0.3)
+    assert data.new_rows == 10  # the three rows the champion trained on are not new
+    held = set(data.holdout["record_id"])
+    assert held == set(base["record_id"].iloc[8:]) | set(production["record_id"].iloc[7:10])
+    assert not held & set(data.train["record_id"])
+    assert "outcome" in data.train.columns
+
+
+def test_warm_start_continues_the_champions_booster(settings: Settings) -> None:
+    warm = settings.model_copy(
+        update={"retrain": settings.retrain.model_copy(update={"strategy": "warm_start", "warm_start_rounds": 7})}
+    )
+    champion = fitted(frame(400, 1), warm, "v1")
+    from pipeline.retraining import RetrainData
+
+    data = RetrainData(train=frame(400, 2), holdout=frame(200, 3), new_rows=400)
+    challenger = train_challenger(data, warm, champion, version="v2")
+    assert challenger.embedding is champion.embedding  # the booster's inputs must not change
+    rounds = challenger.classifier.get_booster().num_boosted_rounds()
+    assert rounds == champion.classifier.get_booster().num_boosted_rounds() + 7
