@@ -29,6 +29,7 @@ def open_store(settings: Settings) -> Warehouse:
         event_time=dataset.event_time_column is not None,
     )
     store.init()
+    store.clean_staging()  # temporary files of killed runs: never visible, now gone
     build_catalog(store)
     return store
 

@@ -93,16 +93,20 @@ def _csv_blocks(path: Path, block_rows: int) -> Iterator[pa.Table]:
             column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True, null_values=[""]
         ),
     )
-    pending: list[pa.RecordBatch] = []
-    rows = 0
+    yield from _rebatch(reader, block_rows)
+
+
+def _rebatch(reader: pacsv.CSVStreamingReader, block_rows: int) -> Iterator[pa.Table]:
+    """Blocks of exactly `block_rows` rows (the last one shorter); one empty block for a file with no rows."""
+    pending = reader.schema.empty_table()
+    yielded = False
     for batch in reader:
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows >= block_rows:
-            yield pa.Table.from_batches(pending)
-            pending, rows = [], 0
-    if pending or rows == 0:
-        yield pa.Table.from_batches(pending, schema=reader.schema)
+        pending = pa.concat_tables([pending, pa.Table.from_batches([batch])])
+        while pending.num_rows >= block_rows:
+            yield pending.slice(0, block_rows)
+            pending, yielded = pending.slice(block_rows), True
+    if pending.num_rows or not yielded:
+        yield pending
 
 
 def _header(names: list[str]) -> list[str]:

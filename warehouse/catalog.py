@@ -27,16 +27,17 @@ def catalog_path(store: Warehouse) -> Path:
     return store.root / CATALOG_FILE
 
 
+def _fingerprint_path(store: Warehouse) -> Path:
+    return store.root / f".{CATALOG_FILE}.fingerprint"
+
+
 def catalog_is_current(store: Warehouse) -> bool:
-    path = catalog_path(store)
-    if not path.exists():
+    """Whether the catalog holds today's views. Read from a side file, not by opening the catalog:
+    DuckDB refuses a second connection with other settings to a file this process already has open."""
+    marker = _fingerprint_path(store)
+    if not catalog_path(store).exists() or not marker.exists():
         return False
-    try:
-        with duckdb.connect(str(path), read_only=True, config=SAFE_DUCKDB_CONFIG) as con:
-            row = con.execute("SELECT fingerprint FROM catalog_info").fetchone()
-    except duckdb.Error:
-        return False
-    return row is not None and row[0] == _fingerprint(store.definitions())
+    return marker.read_text().strip() == _fingerprint(store.definitions())
 
 
 def build_catalog(store: Warehouse) -> Path:
@@ -53,9 +54,9 @@ def build_catalog(store: Warehouse) -> Path:
         ) as con:
             for name, sql in definitions:
                 con.execute(f"CREATE VIEW {name} AS {sql}")
-            con.execute(f"CREATE VIEW catalog_info AS SELECT '{_fingerprint(definitions)}' AS fingerprint")
             con.execute("CHECKPOINT")
         os.replace(temporary, path)
+        _fingerprint_path(store).write_text(_fingerprint(definitions))
     finally:
         temporary.unlink(missing_ok=True)
         Path(f"{temporary}.wal").unlink(missing_ok=True)

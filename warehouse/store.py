@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,9 +141,13 @@ class Warehouse:
                 "Nothing of this batch is visible; free disk space or fix the folder's permissions and run again."
             ) from error
 
-    def clean_staging(self) -> int:
-        """Remove temporary files left by killed runs; they were never visible. Returns how many."""
-        leftovers = list((self.root / STAGING).glob("*.tmp"))
+    def clean_staging(self, older_than_s: float = 3600) -> int:
+        """Remove temporary files left by killed runs (never visible); returns how many.
+
+        Only files older than `older_than_s`: a younger one may belong to a run writing right now.
+        """
+        cutoff = time.time() - older_than_s
+        leftovers = [p for p in (self.root / STAGING).glob("*.tmp") if p.stat().st_mtime <= cutoff]
         for path in leftovers:
             path.unlink(missing_ok=True)
         return len(leftovers)
