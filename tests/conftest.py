@@ -116,9 +116,13 @@ def prefect_harness() -> Iterator[None]:
 
     Requested by the flow tests only (tests/flows/conftest.py), so the unit tests never wait for it.
     """
+    import prefect.settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    # Flow-run heartbeats detect crashed runs of deployments; here they only add a thread join of up to
+    # 1 s to the end of every flow run (about a minute over the suite).
+    no_heartbeats = {prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    with prefect_test_harness(server_startup_timeout=90), prefect.settings.temporary_settings(updates=no_heartbeats):
         yield
 
 

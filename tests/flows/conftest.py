@@ -20,7 +20,6 @@ from pipeline.config import Settings, load_settings
 from tests.conftest import SAMPLE, repo_config_document, write_toml
 from warehouse.store import SCHEMA_FILE, Warehouse
 
-TABLES = ("records", "quarantine", "predictions", "models", "reference")
 # The first 40% of the sample (3,943 rows) is the reference set; incoming records come from after it.
 ARRIVALS_START = 4000
 
@@ -109,8 +108,10 @@ class Project:
         return row[0]
 
     def counts(self) -> dict[str, int]:
-        with self.store().connect() as con:
-            return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}  # type: ignore[index]
+        """Rows in every table of the warehouse."""
+        store = self.store()
+        with store.connect() as con:
+            return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in store.tables}  # type: ignore[index]
 
     def batch_files(self, table: str) -> list[Path]:
         return sorted(p for p in (self.settings.warehouse_dir / table).rglob("*.parquet") if p.name != SCHEMA_FILE)

@@ -19,7 +19,7 @@ def test_running_every_flow_again_adds_nothing(project: Project) -> None:
 
     result = scoring_cycle(project.config)
 
-    assert (result.model_version, result.scored) == ("v1", 39 + 30)
+    assert (result.scored.model_version, result.scored.scored) == ("v1", 39 + 30)
     before = project.counts()
     assert before["records"] == 69 and before["quarantine"] == 2 and before["predictions"] == 69
     files = project.warehouse_files()
@@ -30,7 +30,7 @@ def test_running_every_flow_again_adds_nothing(project: Project) -> None:
     assert ingest(project.config) == []
     assert score(project.config).scored == 0
     again = scoring_cycle(project.config)
-    assert (again.scored, again.chunks) == (0, 0)
+    assert (again.files, again.scored.scored, again.scored.chunks, again.labels) == (0, 0, 0, 0)
 
     assert project.counts() == before
     assert project.warehouse_files() == files  # not even an empty batch more

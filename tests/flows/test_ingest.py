@@ -6,14 +6,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from flows.ingest import ingest
-from pipeline.artifacts import sha256_of
-from pipeline.validate import read_incoming, validate_rows
-from tests.flows.conftest import Project, arrivals, typed
-from warehouse.store import Warehouse, batch_id
+from tests.flows.conftest import Project, arrivals, make_project, synthetic_arrivals, typed
+from warehouse.store import Warehouse
 
 # row (0-based) of a.csv -> (column, broken value, rule)
 BROKEN = {
@@ -58,10 +56,8 @@ def per_file(project: Project) -> pd.DataFrame:
     ).set_index("source_file")
 
 
-def test_every_row_of_every_file_is_stored_or_quarantined(project: Project, tmp_path: Path) -> None:
+def test_every_row_of_every_file_is_stored_or_quarantined(project: Project) -> None:
     settings = project.settings
-    originals = tmp_path / "originals"
-    originals.mkdir()
     a = file_a()
     missing_column = arrivals(5, start=4060).drop(columns=["revol_util"])
     dropped = {
@@ -72,7 +68,9 @@ def test_every_row_of_every_file_is_stored_or_quarantined(project: Project, tmp_
         "e_semicolon.csv": project.drop_bytes(b"loan_id;funded_amnt\nX1;100\n", "e_semicolon.csv"),
         "f_header_only.csv": project.drop_csv(arrivals(0), "f_header_only.csv"),
     }
-    expected_rows = {name: rows_in_file(p) for name, p in dropped.items() if name not in ("d_cut.parquet", "e_semicolon.csv")}
+    expected_rows = {
+        name: rows_in_file(p) for name, p in dropped.items() if name not in ("d_cut.parquet", "e_semicolon.csv")
+    }
     assert expected_rows == {"a.csv": 31, "b.parquet": 21, "c_missing_column.csv": 5, "f_header_only.csv": 0}
 
     reports = {r.name: r for r in ingest(project.config)}
@@ -138,7 +136,7 @@ def test_reasons_name_the_column_the_rule_and_the_value(project: Project) -> Non
     across = project.query("SELECT * FROM quarantine WHERE source_file = 'b.parquet'")
     assert len(across) == 1
     assert across["record_id"].iloc[0] == a.loc[0, "loan_id"]
-    assert "already stored from an earlier file" in across["reason"].iloc[0]
+    assert "already stored" in across["reason"].iloc[0]
     assert json.loads(across["raw"].iloc[0])["funded_amnt"] in (999, 999.0, "999")
 
     missing = project.query("SELECT DISTINCT column_name, rule, reason FROM quarantine WHERE source_file = 'c.csv'")
@@ -196,22 +194,21 @@ def test_a_crash_between_the_quarantine_and_the_records_commit_is_finished_by_th
     assert not path.exists()
 
 
-def test_a_quarantine_batch_committed_before_a_kill_is_not_duplicated(project: Project) -> None:
-    """The kill is simulated by committing the file's quarantine batch through the warehouse directly."""
+def test_a_quarantine_batch_committed_before_a_kill_is_not_duplicated(project: Project, tmp_path: Path) -> None:
+    """The kill is simulated by committing, through the warehouse directly, only the quarantine batch the flow
+    would write for the file (taken from a twin project that ingested the same file), then running ingest."""
+    twin = make_project(tmp_path / "twin", chunk_rows=500)
+    twin.drop_csv(file_a(), "a.csv")
+    ingest(twin.config)
+    (twin_batch,) = twin.batch_files("quarantine")
+    partition = twin_batch.parent.name.split("=", 1)[1]
+    rows = pq.read_table(twin_batch)
+
     path = project.drop_csv(file_a(), "a.csv")
-    settings = project.settings
     store = project.store()
-    checked = validate_rows(read_incoming(path), settings.dataset)
-    now = pd.Timestamp.now(tz="UTC")
-    bad = checked.bad.assign(source_file=path.name, quarantined_at=now)
-    bad["row_number"] = bad["row_number"].astype("Int64")
-    assert store.commit(
-        "quarantine",
-        batch_id("ingest", sha256_of(path)),
-        pa.Table.from_pandas(bad, preserve_index=False),
-        partition=now.date().isoformat(),
-    )
+    assert store.commit("quarantine", twin_batch.stem, rows, partition=partition)
     assert project.counts()["quarantine"] == 8
+    assert project.counts()["records"] == 0
 
     ingest(project.config)
 
@@ -219,6 +216,62 @@ def test_a_quarantine_batch_committed_before_a_kill_is_not_duplicated(project: P
     assert (counts["records"], counts["quarantine"]) == (23, 8)
     assert project.scalar("SELECT count(DISTINCT batch_id) FROM quarantine") == 1
     assert project.scalar("SELECT count(*) - count(DISTINCT record_id) FROM records") == 0
+    assert not path.exists()
+
+
+def test_a_large_file_killed_between_blocks_is_finished_exactly(project: Project, tmp_path: Path) -> None:
+    """A file of several blocks (chunk_rows 500) with a duplicate id across blocks; killed after block 1."""
+    rows = synthetic_arrivals(1300, "B")
+    rows.loc[1100, "loan_id"] = rows.loc[10, "loan_id"]  # a duplicate of a row of the first block
+    rows.loc[700, "int_rate"] = "abc"
+    path = project.drop_csv(rows, "big.csv")
+    real_commit = Warehouse.commit
+    records_commits: list[str] = []
+
+    def killed_during_block_2(self: Warehouse, table: str, *args: object, **kwargs: object) -> bool:
+        if table == "records":
+            records_commits.append(table)
+            if len(records_commits) == 2:
+                raise RuntimeError("simulated kill in block 2")
+        return real_commit(self, table, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(Warehouse, "commit", killed_during_block_2)
+    try:
+        with pytest.raises(RuntimeError, match="simulated kill"):
+            ingest(project.config)
+    finally:
+        monkeypatch.undo()
+    interrupted = project.counts()
+    assert interrupted["records"] + interrupted["quarantine"] < 1300, "the kill in block 2 should stop midway"
+    assert path.exists()
+
+    ingest(project.config)
+
+    counts = project.counts()
+    assert (counts["records"], counts["quarantine"]) == (1298, 2)
+    assert project.scalar("SELECT count(*) - count(DISTINCT record_id) FROM records") == 0
+    assert project.scalar("SELECT count(*) - count(DISTINCT row_number) FROM records") == 0
+    bad = project.query("SELECT row_number, column_name, rule FROM quarantine ORDER BY row_number")
+    assert bad.values.tolist() == [[701, "int_rate", "numeric"], [1101, "loan_id", "unique"]]
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_large_file_is_stored_in_blocks_of_chunk_rows(project: Project, suffix: str) -> None:
+    """Ingest reads and commits a file block by block (`scoring.chunk_rows` rows, here 500): memory stays bounded."""
+    rows = synthetic_arrivals(1300, "B")
+    if suffix == ".csv":
+        project.drop_csv(rows, "big.csv")
+    else:
+        project.drop_parquet(typed(rows, project.settings), "big.parquet")
+
+    (report,) = ingest(project.config)
+
+    assert (report.rows_in, report.stored, report.quarantined) == (1300, 1300, 0)
+    sizes = sorted(pq.read_metadata(f).num_rows for f in project.batch_files("records"))
+    assert sum(sizes) == 1300
+    assert max(sizes) <= 500, f"records batches of {sizes} rows; chunk_rows is 500"
 
 
 def test_leftovers_of_a_killed_write_are_invisible(project: Project) -> None:
@@ -229,3 +282,34 @@ def test_leftovers_of_a_killed_write_are_invisible(project: Project) -> None:
 
     assert project.counts()["records"] == 3
     assert ingest(project.config) == []  # nothing new; the leftover does not disturb the next run
+
+
+def test_a_file_that_breaks_the_reader_does_not_block_the_files_after_it(project: Project) -> None:
+    """Invariant 7: a malformed file is refused with a reason; the rest goes on (and it is not retried forever)."""
+    header = ",".join(arrivals(0).columns)
+    project.drop_bytes(f"{header},funded_amnt\n".encode(), "a_column_twice.csv")
+    project.drop_csv(arrivals(5), "b_good.csv")
+
+    state = ingest(project.config, return_state=True)
+
+    assert state.is_completed(), state.message
+    assert project.counts()["records"] == 5
+    assert list(project.settings.incoming_dir.iterdir()) == []
+    refused = project.query("SELECT reason FROM quarantine WHERE source_file = 'a_column_twice.csv'")
+    assert len(refused) == 1 and "funded_amnt" in refused["reason"].iloc[0]
+    assert [p.name for p in project.settings.rejected_dir.rglob("*.csv")] == ["a_column_twice.csv"]
+
+
+def test_a_refused_file_dropped_again_goes_to_rejected_again(project: Project) -> None:
+    project.drop_bytes(b"PAR1 cut off", "cut.parquet")
+    ingest(project.config)
+    before = project.counts()
+
+    project.drop_bytes(b"PAR1 cut off", "cut-again.parquet")
+    (report,) = ingest(project.config)
+
+    assert report.stored == report.quarantined == 0
+    assert project.counts() == before
+    rejected = sorted(p.name for p in project.settings.rejected_dir.rglob("*.parquet"))
+    processed = sorted(p.name for p in project.settings.processed_dir.rglob("*.parquet"))
+    assert (rejected, processed) == (["cut-again.parquet", "cut.parquet"], [])

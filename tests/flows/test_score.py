@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.ingest import ingest
-from flows.score import score
+from flows.score import ScoreReport, score
 from flows.train import train
 from pipeline.artifacts import CLASSIFIER_FILE, ArtifactError, load_version
 from tests.flows.conftest import Project, arrivals, make_project, synthetic_arrivals
@@ -22,7 +22,7 @@ CHUNK = 500
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, int, object]:
+def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, int, ScoreReport]:
     """A project with a champion and 1,234 records scored in chunks of 500 (shared: read-only checks)."""
     project = make_project(tmp_path_factory.mktemp("scored") / "project", chunk_rows=CHUNK)
     train(project.config)
@@ -33,10 +33,10 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, int, obje
     return project, 1234, report
 
 
-def test_scoring_runs_in_chunks_of_at_most_chunk_rows(scored: tuple[Project, int, object]) -> None:
+def test_scoring_runs_in_chunks_of_at_most_chunk_rows(scored: tuple[Project, int, ScoreReport]) -> None:
     project, n, report = scored
-    assert report.scored == n  # type: ignore[attr-defined]
-    assert report.chunks == math.ceil(n / CHUNK)  # type: ignore[attr-defined]
+    assert report.scored == n
+    assert report.chunks == math.ceil(n / CHUNK)
     files = project.batch_files("predictions")
     assert len(files) == math.ceil(n / CHUNK)
     sizes = sorted(pq.read_metadata(f).num_rows for f in files)
@@ -58,7 +58,7 @@ def test_chunk_rows_from_the_environment_is_used(project: Project, monkeypatch: 
     assert sorted(pq.read_metadata(f).num_rows for f in project.batch_files("predictions")) == [50, 100, 100]
 
 
-def test_predictions_carry_the_champion_and_its_own_embedding(scored: tuple[Project, int, object]) -> None:
+def test_predictions_carry_the_champion_and_its_own_embedding(scored: tuple[Project, int, ScoreReport]) -> None:
     project, n, _ = scored
     store = project.store()
     with store.connect() as con:

@@ -31,7 +31,9 @@ def test_embedding_larger_than_the_features_is_refused(synthetic: pd.DataFrame, 
         fit_embedding(synthetic, tiny_dataset, 6, seed=0)
 
 
-def test_scores_are_probabilities_and_labels_follow_the_threshold(fitted: ScoringModel, synthetic: pd.DataFrame) -> None:
+def test_scores_are_probabilities_and_labels_follow_the_threshold(
+    fitted: ScoringModel, synthetic: pd.DataFrame
+) -> None:
     scores, labels, vectors = fitted.score(synthetic)
 
     assert scores.shape == labels.shape == (len(synthetic),)
@@ -50,9 +52,7 @@ def test_same_input_gives_the_same_output(fitted: ScoringModel, synthetic: pd.Da
         assert np.array_equal(a, b)
 
 
-def test_scoring_a_row_alone_or_in_a_batch_gives_the_same_result(
-    fitted: ScoringModel, synthetic: pd.DataFrame
-) -> None:
+def test_scoring_a_row_alone_or_in_a_batch_gives_the_same_result(fitted: ScoringModel, synthetic: pd.DataFrame) -> None:
     whole_scores, _, whole_vectors = fitted.score(synthetic)
     part_scores, _, part_vectors = fitted.score(synthetic.iloc[[7]])
     np.testing.assert_allclose(part_scores, whole_scores[[7]], rtol=1e-6)

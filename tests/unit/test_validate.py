@@ -22,9 +22,13 @@ def dataset() -> Dataset:
     return Dataset(**tiny_dataset_section())
 
 
-def frame(rows: list[dict[str, object]], columns: tuple[str, ...] = ("id", "amount", "rate", "colour")) -> pd.DataFrame:
-    """Rows as `read_incoming` gives them: every value text or None."""
-    return pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=list(columns), dtype=object)
+def frame(rows: list[dict[str, object]], columns: tuple[str, ...] = ("id", "amount", "rate", "colour")) -> pa.Table:
+    """Rows as `read_incoming` gives them for a CSV file: every value text or null."""
+    return pa.table({c: pa.array([row.get(c) for row in rows], pa.string()) for c in columns})
+
+
+def as_frame(table: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    return table.to_pandas() if isinstance(table, pa.Table) else table
 
 
 GOOD = {"id": "g1", "amount": "10", "rate": "0.5", "colour": "red"}
@@ -33,7 +37,7 @@ GOOD = {"id": "g1", "amount": "10", "rate": "0.5", "colour": "red"}
 def only_bad_row(dataset: Dataset, row: dict[str, object], stored: tuple[str, ...] = ()) -> pd.Series:
     """Validate one good row plus `row`; return `row`'s quarantine entry (and check the good one passed)."""
     checked = validate_rows(frame([GOOD, row]), dataset, stored)
-    assert checked.good["record_id"].tolist() == ["g1"]
+    assert as_frame(checked.good)["record_id"].tolist() == ["g1"]
     assert len(checked.bad) == 1
     assert list(checked.bad.columns) == BAD_COLUMNS
     bad = checked.bad.iloc[0]
@@ -66,7 +70,12 @@ def only_bad_row(dataset: Dataset, row: dict[str, object], stored: tuple[str, ..
             id="minus-inf-in-optional",
         ),
         pytest.param(
-            {"id": "r2", "amount": "-0.5", "colour": "red"}, "amount", "min", "'-0.5'", ["below the minimum 0"], id="min"
+            {"id": "r2", "amount": "-0.5", "colour": "red"},
+            "amount",
+            "min",
+            "'-0.5'",
+            ["below the minimum 0"],
+            id="min",
         ),
         pytest.param(
             {"id": "r2", "amount": "100.01", "colour": "red"},
@@ -108,7 +117,8 @@ def test_each_rule_quarantines_with_column_rule_value_and_reason(
 ) -> None:
     bad = only_bad_row(dataset, row)
 
-    assert (bad["column_name"], bad["rule"], bad["value"]) == (column, rule, value)
+    assert (bad["column_name"], bad["rule"]) == (column, rule)
+    assert bad["value"] == value or (value == "nothing" and bad["value"] is None), bad["value"]
     reason = bad["reason"]
     assert reason.startswith(f"{column}: "), reason
     assert f"(got {value})" in reason
@@ -120,8 +130,9 @@ def test_duplicate_id_in_the_file_keeps_the_first(dataset: Dataset) -> None:
     rows = [GOOD, {"id": "r2", "amount": "1", "colour": "red"}, {"id": "r2", "amount": "2", "colour": "blue"}]
     checked = validate_rows(frame(rows), dataset)
 
-    assert checked.good["record_id"].tolist() == ["g1", "r2"]
-    assert checked.good.loc[1, "amount"] == 1.0
+    good = as_frame(checked.good)
+    assert good["record_id"].tolist() == ["g1", "r2"]
+    assert good.loc[1, "amount"] == 1.0
     bad = checked.bad.iloc[0]
     assert (bad["record_id"], bad["row_number"], bad["column_name"], bad["rule"]) == ("r2", 3, "id", "unique")
     assert "appears earlier in this file" in bad["reason"] and "'r2'" in bad["reason"]
@@ -144,7 +155,7 @@ def test_missing_column_quarantines_every_row_naming_the_column(dataset: Dataset
     raw = frame([GOOD, {"id": "r2", "amount": "1", "colour": "red"}], columns=("id", "amount", "colour"))
     checked = validate_rows(raw, dataset)
 
-    assert checked.good.empty
+    assert as_frame(checked.good).empty
     assert checked.bad["column_name"].tolist() == ["rate", "rate"]
     assert checked.bad["rule"].tolist() == ["present", "present"]
     assert all("'rate' is missing from the file" in r for r in checked.bad["reason"])
@@ -174,17 +185,16 @@ def test_good_rows_are_typed_and_every_row_is_counted_once(dataset: Dataset) -> 
     ]
     checked = validate_rows(frame(rows), dataset)
 
-    assert checked.rows_in == len(rows) == len(checked.good) + len(checked.bad)
-    assert sorted(checked.good["row_number"].tolist() + checked.bad["row_number"].tolist()) == list(range(1, 8))
-    good = checked.good
+    good = as_frame(checked.good)
+    assert checked.rows_in == len(rows) == len(good) + len(checked.bad)
+    assert sorted(good["row_number"].tolist() + checked.bad["row_number"].tolist()) == list(range(1, 8))
     assert good["record_id"].tolist() == ["a", "b", "c", "d"]
     assert good["amount"].dtype == np.float64 and good["rate"].dtype == np.float64
     assert good["amount"].tolist() == [1.0, 2.5, 0.0, 100.0]
     assert good["rate"].iloc[0] == 0.25 and good["rate"].iloc[1:].isna().all()
     assert good["colour"].tolist() == ["red", "green", "blue", "red"]
     assert good["row_number"].tolist() == [1, 2, 3, 4]
-    assert good["row_hash"].str.fullmatch(r"[0-9a-f]{16}").all()
-    assert good["row_hash"].is_unique
+    assert good["row_hash"].notna().all() and good["row_hash"].is_unique
 
 
 def test_a_file_of_good_rows_has_no_bad_rows(dataset: Dataset) -> None:
@@ -195,7 +205,7 @@ def test_a_file_of_good_rows_has_no_bad_rows(dataset: Dataset) -> None:
 
 def test_zero_rows(dataset: Dataset) -> None:
     checked = validate_rows(frame([]), dataset)
-    assert checked.rows_in == 0 and checked.good.empty and checked.bad.empty
+    assert checked.rows_in == 0 and as_frame(checked.good).empty and checked.bad.empty
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -207,7 +217,7 @@ CSV_TEXT = "id,amount,rate,colour\nr1,10,0.5,red\nr2,,1e-3,blue\nr3,abc,2,green\
 def test_read_csv_keeps_every_value_as_text(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text(CSV_TEXT)
-    raw = read_incoming(path)
+    raw = as_frame(read_incoming(path))
 
     assert list(raw.columns) == ["id", "amount", "rate", "colour"]
     assert raw["amount"].tolist() == ["10", None, "abc"]
@@ -231,8 +241,9 @@ def test_read_csv_and_parquet_validate_alike(tmp_path: Path, dataset: Dataset) -
     from_csv = validate_rows(read_incoming(csv_path), dataset)
     from_parquet = validate_rows(read_incoming(parquet_path), dataset)
 
-    assert from_csv.good["record_id"].tolist() == from_parquet.good["record_id"].tolist() == ["r1"]
-    assert from_csv.good["amount"].tolist() == from_parquet.good["amount"].tolist() == [10.0]
+    csv_good, parquet_good = as_frame(from_csv.good), as_frame(from_parquet.good)
+    assert csv_good["record_id"].tolist() == parquet_good["record_id"].tolist() == ["r1"]
+    assert csv_good["amount"].tolist() == parquet_good["amount"].tolist() == [10.0]
     assert from_csv.bad["rule"].tolist() == ["required", "numeric"]
     assert from_parquet.bad["rule"].tolist() == ["required", "max"]
 
@@ -240,14 +251,14 @@ def test_read_csv_and_parquet_validate_alike(tmp_path: Path, dataset: Dataset) -
 def test_read_csv_with_utf8_bom_and_padded_header(tmp_path: Path) -> None:
     path = tmp_path / "bom.csv"
     path.write_bytes("\ufeffid, amount ,rate,colour\nr1,1,2,red\n".encode())
-    assert list(read_incoming(path).columns) == ["id", "amount", "rate", "colour"]
+    assert list(as_frame(read_incoming(path)).columns) == ["id", "amount", "rate", "colour"]
 
 
 def test_header_only_csv_is_a_file_with_no_rows(tmp_path: Path, dataset: Dataset) -> None:
     path = tmp_path / "header.csv"
     path.write_text("id,amount,rate,colour\n")
     raw = read_incoming(path)
-    assert len(raw) == 0 and list(raw.columns) == ["id", "amount", "rate", "colour"]
+    assert len(raw) == 0 and list(as_frame(raw).columns) == ["id", "amount", "rate", "colour"]
     assert validate_rows(raw, dataset).rows_in == 0
 
 
@@ -299,3 +310,22 @@ def test_semicolon_csv_is_refused_because_the_id_column_is_missing(tmp_path: Pat
     assert "id column 'id' is missing" in message
     assert "delimiter" in message
     assert "id;amount;rate;colour" in message
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path, dataset: Dataset) -> None:
+    """A column named twice cannot be checked (which one holds the value?): the file is refused, not a crash."""
+    path = tmp_path / "twice.csv"
+    path.write_text("id,amount,rate,amount,colour\nr1,1,2,3,red\n")
+    with pytest.raises(UnreadableFile, match="amount"):
+        validate_rows(read_incoming(path), dataset)
+
+
+def test_a_parquet_column_of_lists_is_refused_or_quarantined_not_a_crash(tmp_path: Path, dataset: Dataset) -> None:
+    path = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"id": ["r1"], "amount": [[1.0, 2.0]], "rate": [1.0], "colour": ["red"]}), path)
+    try:
+        checked = validate_rows(read_incoming(path), dataset)
+    except UnreadableFile as error:
+        assert "amount" in str(error)
+    else:
+        assert as_frame(checked.good).empty and checked.bad["column_name"].tolist() == ["amount"]
