@@ -191,12 +191,13 @@ def _where_to_look(summary: dict[str, Any]) -> str:
     status, catalog = summary["status"], summary["catalog"]
     decisions = "\n".join(f"    {version} {event}: {reason}" for version, event, reason in summary["decisions"])
     reports = summary["reports"]
+    latest = reports[-1] if reports else "-"
     return f"""
 Scorehouse demo finished.
   first champion:  {summary["first_champion"]}; champion now: {(status["champion"] or {}).get("version")}
   records stored:  {status["records"]}   quarantined rows: {status["quarantined_rows"]}
   predictions:     {status["predictions"]}   labels: {status["labels"]}
-  reports:         {len(reports)} ({summary["reports_with_alerts"]} with alerts), latest: {reports[-1] if reports else "-"}
+  reports:         {len(reports)} ({summary["reports_with_alerts"]} with alerts), latest: {latest}
   model decisions:
 {decisions or "    none"}
 

@@ -61,7 +61,7 @@ def _quarantine_table(bad: pd.DataFrame, name: str, now: pd.Timestamp) -> pa.Tab
 
 def _reasons(bad: pd.DataFrame) -> dict[str, int]:
     counts = bad.groupby(["column_name", "rule"]).size().sort_values(ascending=False)
-    return {f"{column} / {rule}": int(n) for (column, rule), n in counts.items()}
+    return {f"{column} / {rule}": int(n) for (column, rule), n in zip(counts.index, counts.to_numpy(), strict=True)}
 
 
 def _commit_block(store: Warehouse, checked: Validated, batch: str, name: str, now: pd.Timestamp) -> None:

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.config import Settings
 from pipeline.triggers import Measured, RetrainDue, measure_quality, quality_dropped, retrain_due
 from warehouse.registry import champion, new_labels_since_training
+
+if TYPE_CHECKING:
+    from pipeline.monitoring import MonitorResult
 from warehouse.store import Warehouse, batch_id
 
 ALERT = "alert"
@@ -45,7 +48,7 @@ def _quoted(names: list[str]) -> str:
 
 
 def _expand_embedding(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    vectors = np.vstack(frame.pop("embedding").to_numpy()) if len(frame) else np.empty((0, 0))
+    vectors = np.vstack(list(frame.pop("embedding"))) if len(frame) else np.empty((0, 0))
     names = [f"emb_{i:02d}" for i in range(vectors.shape[1])]
     return pd.concat([frame.reset_index(drop=True), pd.DataFrame(vectors, columns=names)], axis=1), names
 
@@ -106,7 +109,7 @@ def load_reference_set(store: Warehouse, settings: Settings, version: str) -> pd
 
 
 @task(cache_policy=NO_CACHE)
-def measure(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, threshold: float) -> Any:
+def measure(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, threshold: float) -> MonitorResult:
     from pipeline.monitoring import monitor_window  # imports Evidently: seconds, so only here
 
     reference, embedding = _expand_embedding(reference.drop(columns=["record_id"]))

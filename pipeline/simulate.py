@@ -7,6 +7,7 @@ unreadable file, so the quarantine has something to show.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
@@ -18,7 +19,8 @@ from pipeline.config import Dataset
 def arrivals(sample: pd.DataFrame, reference_rows: int, days: int) -> list[pd.DataFrame]:
     """The rows after the reference slice, cut into `days` consecutive parts (with their target)."""
     later = sample.iloc[reference_rows:].reset_index(drop=True)
-    return [part.reset_index(drop=True) for part in np.array_split(later, days)]
+    bounds = np.linspace(0, len(later), days + 1).round().astype(int)
+    return [later.iloc[start:end].reset_index(drop=True) for start, end in pairwise(bounds)]
 
 
 def records_file(day_rows: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
@@ -48,13 +50,17 @@ def with_malformed_rows(records: pd.DataFrame, dataset: Dataset, seed: int) -> p
     categorical = [f for f in dataset.features if f.kind == "categorical" and f.allowed]
     required = [f for f in dataset.features if not f.nullable]
     bounded = [f for f in numeric if f.min is not None]
-    broken.iat[rows[0], broken.columns.get_loc(numeric[0].name)] = "n/a"
-    broken.iat[rows[1], broken.columns.get_loc(categorical[0].name)] = "unknown"
+
+    def put(row: int, column: str, value: str | float | None) -> None:
+        broken.loc[broken.index[row], column] = value
+
+    put(rows[0], numeric[0].name, "n/a")
+    put(rows[1], categorical[0].name, "unknown")
     if bounded:
-        broken.iat[rows[2], broken.columns.get_loc(bounded[0].name)] = bounded[0].min - 1  # type: ignore[operator]
+        put(rows[2], bounded[0].name, (bounded[0].min or 0) - 1)
     if required:
-        broken.iat[rows[3], broken.columns.get_loc(required[-1].name)] = None
-    broken.iat[rows[4], broken.columns.get_loc(dataset.id_column)] = None
+        put(rows[3], required[-1].name, None)
+    put(rows[4], dataset.id_column, None)
     duplicate = broken.iloc[[rows[5]]]
     return pd.concat([broken, duplicate], ignore_index=True)  # the same id twice in one file
 
