@@ -7,8 +7,8 @@ unreadable file, so the quarantine has something to show.
 
 from __future__ import annotations
 
-from itertools import pairwise
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd

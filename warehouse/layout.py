@@ -205,7 +205,9 @@ VIEWS: dict[str, str] = {
     # The latest label per record: a corrected label later wins, the history stays in `feedback`.
     "feedback_current": """
         SELECT * FROM feedback
-        QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY labelled_at DESC, received_at DESC, batch_id DESC) = 1
+        QUALIFY row_number() OVER (
+            PARTITION BY record_id ORDER BY labelled_at DESC, received_at DESC, batch_id DESC
+        ) = 1
     """,
     # The production set monitoring and retraining use: each labelled record with its features, its
     # embedding, its true label and the prediction made when it was first scored (by the champion then).

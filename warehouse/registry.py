@@ -69,7 +69,9 @@ def new_labels_since_training(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute(
         """
         SELECT count(*) FROM feedback_current
-        WHERE received_at > (SELECT coalesce(max(event_at), TIMESTAMPTZ '1970-01-01') FROM models WHERE event = 'trained')
+        WHERE received_at > (
+            SELECT coalesce(max(event_at), TIMESTAMPTZ '1970-01-01') FROM models WHERE event = 'trained'
+        )
         """
     ).fetchone()
     return int(row[0]) if row else 0
