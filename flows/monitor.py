@@ -12,7 +12,7 @@ import math
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,7 +55,7 @@ def _expand_embedding(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 @task(cache_policy=NO_CACHE)
 def load_window(store: Warehouse, settings: Settings, version: str) -> tuple[pd.DataFrame, datetime, datetime] | None:
-    """The records that arrived in the last `window_days` (up to the latest the champion scored), as the
+    """The records that arrived in the last `window_days` calendar days (up to the latest the champion scored), as the
     champion scored them, with their labels so far. Arrival, not scoring time, defines the window: a new
     champion re-scores old records, which must not pull them into the recent population."""
     dataset = settings.dataset
@@ -69,7 +69,9 @@ def load_window(store: Warehouse, settings: Settings, version: str) -> tuple[pd.
         if row is None or row[0] is None:
             return None
         end: datetime = row[0]
-        start = end - timedelta(days=settings.monitoring.window_days)
+        # Whole calendar days (UTC): the window is today and the N-1 days before, whatever the hour.
+        first_day = end.astimezone(UTC).date() - timedelta(days=settings.monitoring.window_days - 1)
+        start = datetime.combine(first_day, time.min, tzinfo=UTC)
         frame = con.execute(
             f"""
             WITH scored AS (
@@ -79,7 +81,7 @@ def load_window(store: Warehouse, settings: Settings, version: str) -> tuple[pd.
             SELECT r.record_id, {_quoted(dataset.feature_names)}, p.embedding, p.score,
                    CASE f.label WHEN $positive THEN 1.0 WHEN $negative THEN 0.0 END AS target
             FROM records r JOIN scored p USING (record_id) LEFT JOIN feedback_current f USING (record_id)
-            WHERE {arrived} > $start AND {arrived} <= $end
+            WHERE {arrived} >= $start AND {arrived} <= $end
             """,
             {
                 "version": version,

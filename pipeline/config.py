@@ -131,7 +131,7 @@ class Scoring(_Strict):
 class Monitoring(_Strict):
     """What the monitor compares, and when it raises an alert."""
 
-    window_days: int = Field(3, ge=1, description="monitor the predictions scored in the last N days")
+    window_days: int = Field(3, ge=1, description="monitor the records that arrived today and the N-1 days before")
     max_rows: int = Field(50_000, ge=100, description="larger windows are sampled to this many rows (fixed seed)")
     seed: int = 0
     column_p_value: float = Field(0.05, gt=0, lt=1, description="a column drifts when its test's p-value is below this")
