@@ -1,0 +1,200 @@
+"""Monitoring: is the model drifting? Drift and quality over time with their thresholds, the
+estimated (CBPE) against the realised quality, the alerts, and every Evidently report to open."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, ui
+from dashboard.data import ask
+from warehouse import queries
+
+DRIFT_NAMES = {"drift_share_features": "features", "drift_share_embedding": "embedding columns"}
+QUALITY_NAMES = {
+    "roc_auc": "ROC AUC",
+    "f1": "F1",
+    "balanced_accuracy": "balanced accuracy",
+    "precision": "precision",
+    "recall": "recall",
+}
+
+
+def as_lines(rows: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """Monitoring rows as chart lines: one series per metric, named for people and in the order of `names`
+    (which sets their colours); undefined values dropped."""
+    picked = rows[rows["metric"].isin(list(names)) & rows["value"].notna()]
+    picked = picked.sort_values("metric", key=lambda metric: metric.map(list(names).index), kind="stable")
+    return pd.DataFrame(
+        {
+            "when": picked["window_end"],
+            "series": picked["metric"].map(names),
+            "value": picked["value"],
+            "status": picked["status"],
+            "detail": picked["detail"],
+        }
+    )
+
+
+def thresholds(rows: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """The alert threshold each report compared these metrics with (where it set one)."""
+    picked = rows[rows["metric"].isin(metrics) & rows["threshold"].notna()]
+    frame = picked.groupby("window_end", as_index=False)["threshold"].max()
+    return pd.DataFrame({"when": frame["window_end"], "series": charts.THRESHOLD, "value": frame["threshold"]})
+
+
+def holdout(rows: pd.DataFrame, versions: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The hold-out value of the version each report monitored: what the realised value is compared with."""
+    reports = rows.drop_duplicates("report_id")[["window_end", "model_version"]]
+    joined = reports.merge(versions[["model_version", metric]], on="model_version", how="inner").dropna()
+    return pd.DataFrame({"when": joined["window_end"], "series": "hold-out of the version", "value": joined[metric]})
+
+
+def latest(reports: pd.DataFrame) -> None:
+    last = reports.iloc[0]
+    window = f"{ui.when(last['window_start'])} … {ui.when(last['window_end'])}"
+    sampled = " (sampled)" if last["sampled"] else ""
+    st.markdown(
+        f"Latest report: **{last['model_version']}**, window {window}, {ui.count(int(last['rows'] or 0))} rows"
+        f"{sampled}."
+    )
+    if last["alerts"]:
+        st.error(f"Alerts: {last['alerted']}")
+    else:
+        st.success("No alert in the latest report.")
+
+
+def drift(series: pd.DataFrame) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Drift share")
+        st.caption("Share of the feature (and embedding) columns whose distribution moved from the reference.")
+        values = as_lines(series, DRIFT_NAMES)
+        st.altair_chart(
+            charts.over_time(
+                values,
+                y_title="share of columns drifted",
+                reference=thresholds(series, list(DRIFT_NAMES)),
+                y_domain=(0, 1),
+            ),
+            width="stretch",
+        )
+    with right:
+        st.subheader("Prediction drift")
+        st.caption("How far the score distribution moved from the reference (the test's statistic).")
+        metric = [queries.PREDICTION_DRIFT]
+        st.altair_chart(
+            charts.over_time(
+                as_lines(series, {queries.PREDICTION_DRIFT: "scores"}),
+                y_title="drift statistic",
+                reference=thresholds(series, metric),
+            ),
+            width="stretch",
+        )
+
+
+def quality_chart(series: pd.DataFrame, versions: pd.DataFrame, metric: str) -> None:
+    name = QUALITY_NAMES[metric]
+    lines = as_lines(
+        series,
+        {
+            metric: "realised (labelled rows)",
+            f"estimated_{metric}_labelled": "estimated, labelled rows",
+            f"estimated_{metric}": "estimated, unlabelled rows",
+        },
+    )
+    reference = pd.concat([holdout(series, versions, metric), thresholds(series, [metric])], ignore_index=True)
+    st.markdown(f"**{name}**")
+    st.altair_chart(charts.over_time(lines, y_title=name, reference=reference), width="stretch")
+
+
+def quality(series: pd.DataFrame, versions: pd.DataFrame) -> None:
+    st.subheader("Quality: estimated and realised")
+    st.caption(
+        "Realised on the rows whose label arrived; estimated (CBPE, from the scores alone) on the rows without "
+        "one and, to check the estimate, on the labelled rows too. Dashed: the monitored version's hold-out value."
+    )
+    if series[series["metric"].isin(list(QUALITY_NAMES))]["value"].notna().sum() == 0:
+        st.info(f"No realised quality yet. {ui.NO_LABELS}")
+    columns = st.columns(3)
+    for column, metric in zip(columns, ["roc_auc", "f1", "balanced_accuracy"], strict=True):
+        with column:
+            quality_chart(series, versions, metric)
+    with st.expander("Precision and recall"):
+        for column, metric in zip(st.columns(2), ["precision", "recall"], strict=True):
+            with column:
+                quality_chart(series, versions, metric)
+
+
+def alerts() -> None:
+    st.subheader("Alerts")
+    per_column = st.toggle("Include each drifted column", key="monitoring.per_column")
+    listed = ask(queries.alerts, per_column=per_column)
+    if listed.empty:
+        st.success("No alert so far.")
+        return
+    st.dataframe(
+        listed.drop(columns=["report_path"]),
+        hide_index=True,
+        width="stretch",
+        column_config={"run_at": ui.time_column("run at"), "column_name": "column"},
+    )
+
+
+def report_labels(reports: pd.DataFrame) -> dict[str, str]:
+    """What the report picker shows for each report id: its window end, version and alerts."""
+    return {
+        str(report_id): f"{ui.when(end)} · {version} · {alerts} alert(s)"
+        for report_id, end, version, alerts in reports[
+            ["report_id", "window_end", "model_version", "alerts"]
+        ].to_numpy()
+    }
+
+
+def open_report(reports: pd.DataFrame) -> None:
+    st.subheader("Evidently reports")
+    st.dataframe(
+        reports.drop(columns=["report_id"]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "run_at": ui.time_column("run at"),
+            "window_start": ui.time_column("window from"),
+            "window_end": ui.time_column("window to"),
+            "retrain_due": st.column_config.CheckboxColumn("retrain due"),
+            "report_path": "file",
+        },
+    )
+    labels = report_labels(reports)
+    chosen = st.selectbox("Report", list(labels), format_func=labels.__getitem__, key="monitoring.report")
+    path = str(reports.set_index("report_id").loc[chosen, "report_path"])
+    drifted = ask(queries.column_drift, chosen)
+    if not drifted.empty:
+        with st.expander(f"Column drift in this report ({int((drifted['status'] == 'alert').sum())} drifted)"):
+            st.dataframe(drifted, hide_index=True, width="stretch")
+    report = data.report_file(path)
+    if report is None:
+        st.warning(f"The report file `{path}` is gone; its numbers are still in the charts above.")
+        return
+    st.download_button(
+        "Download the report (HTML)", report.read_bytes, file_name=report.name, mime="text/html", on_click="ignore"
+    )
+    if st.toggle("Show the report here", key="monitoring.show_report"):
+        st.iframe(report, height=900, alt=f"Evidently report {report.name}")
+
+
+def render() -> None:
+    st.title("Monitoring")
+    series = ask(queries.monitoring_series)
+    if series.empty:
+        st.info(ui.NO_REPORTS)
+        return
+    reports = ask(queries.reports)
+    latest(reports)
+    drift(series)
+    quality(series, ask(queries.model_versions))
+    alerts()
+    open_report(reports)
+
+
+render()

@@ -1,0 +1,130 @@
+"""Predictions: every stored prediction, filtered, counted and paged inside DuckDB, with a score
+histogram and a bounded CSV download of the filtered rows."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from urllib.parse import quote
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, ui
+from dashboard.data import ask
+from warehouse import queries
+
+TRUE_LABEL = {"any": None, "known": True, "not yet": False}
+
+
+def day_range(picked: object) -> tuple[date | None, date | None]:
+    """The days a range date input holds: none, the first only (while picking), or both."""
+    given = list(picked) if isinstance(picked, tuple | list) else [picked]
+    days: list[date] = [d for d in given if isinstance(d, date)]
+    return (days[0] if days else None), (days[1] if len(days) > 1 else None)
+
+
+def filters(options: queries.PredictionOptions) -> queries.PredictionFilter:
+    top = st.columns([2, 1, 1])
+    picked = top[0].date_input(
+        "Scored between (UTC days)",
+        value=(options.first_day, options.last_day),
+        min_value=options.first_day,
+        max_value=options.last_day,
+        key="predictions.days",
+    )
+    versions = top[1].multiselect(
+        "Model version", options.model_versions, placeholder="all", key="predictions.versions"
+    )
+    labels = top[2].multiselect("Predicted label", options.labels, placeholder="all", key="predictions.labels")
+    bottom = st.columns([2, 1, 1])
+    low, high = bottom[0].slider("Score", 0.0, 1.0, (0.0, 1.0), step=0.01, key="predictions.score")
+    known = bottom[1].radio("True label", list(TRUE_LABEL), horizontal=True, key="predictions.labelled")
+    record_id = bottom[2].text_input("Record id starts with", key="predictions.id_prefix", placeholder="any id")
+    scored_from, scored_to = day_range(picked)
+    return queries.PredictionFilter(
+        scored_from=scored_from,
+        scored_to=scored_to,
+        model_versions=tuple(versions),
+        labels=tuple(labels),
+        score_min=low,
+        score_max=high,
+        labelled=TRUE_LABEL[known],
+        record_id=record_id,
+    )
+
+
+def counts(histogram: queries.ScoreHistogram) -> None:
+    columns = st.columns(2 + len(histogram.by_label))
+    columns[0].metric("Matching predictions", ui.count(histogram.rows))
+    for column, (label, rows) in zip(columns[1:], histogram.by_label.items(), strict=False):
+        column.metric(f"Predicted {label} ({rows / histogram.rows:.1%})", ui.count(rows))
+    columns[-1].metric("Mean score", ui.decimal(histogram.mean_score))
+
+
+def with_record_links(rows: pd.DataFrame) -> pd.DataFrame:
+    """The record id as a link to its page (the link column shows the id itself)."""
+    return rows.assign(record_id=[f"record?record_id={quote(str(r))}" for r in rows["record_id"]])
+
+
+def table(where: queries.PredictionFilter, matching: int, page_rows: int) -> None:
+    pages = max(1, math.ceil(matching / page_rows))
+    if st.session_state.get("predictions.page", 1) > pages:
+        st.session_state["predictions.page"] = 1  # the filters changed and the page is gone
+    left, right = st.columns([1, 5])
+    page = int(left.number_input("Page", min_value=1, max_value=pages, step=1, key="predictions.page"))
+    right.caption(f"Page {page:,} of {pages:,}, {page_rows} rows each, newest first. Click an id to open its record.")
+    rows = ask(queries.prediction_page, where, limit=page_rows, offset=(page - 1) * page_rows)
+    st.dataframe(
+        with_record_links(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "record_id": st.column_config.LinkColumn("record", display_text=r"record\?record_id=(.*)"),
+            "score": st.column_config.NumberColumn(format="%.4f"),
+            "predicted_label": "predicted",
+            "true_label": "true label",
+            "scored_at": ui.time_column("scored at"),
+            "labelled_at": ui.time_column("labelled at"),
+            "correct": st.column_config.CheckboxColumn("right?"),
+        },
+    )
+
+
+def download(where: queries.PredictionFilter, matching: int, export_rows: int) -> None:
+    st.download_button(
+        "Download the filtered rows as CSV",
+        data=data.export_csv(where, export_rows),
+        file_name="predictions.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+    )
+    if matching > export_rows:
+        st.caption(
+            f"{ui.count(matching)} predictions match, the file holds the newest {ui.count(export_rows)} "
+            "(the download is capped). Narrow the filters to get the others."
+        )
+    else:
+        st.caption(f"The file holds all {ui.count(matching)} matching predictions.")
+
+
+def render() -> None:
+    st.title("Predictions")
+    options = ask(queries.prediction_options)
+    if options.first_day is None:
+        st.info(ui.NO_PREDICTIONS)
+        return
+    where = filters(options)
+    histogram = ask(queries.score_histogram, where)
+    counts(histogram)
+    if histogram.rows == 0:
+        st.info("No prediction matches these filters.")
+        return
+    st.altair_chart(charts.score_histogram(histogram.bins, labels=options.labels), width="stretch")
+    settings = data.settings()
+    table(where, histogram.rows, settings.page_rows)
+    download(where, histogram.rows, settings.export_rows)
+
+
+render()

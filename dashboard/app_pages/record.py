@@ -1,0 +1,126 @@
+"""Record: one record by id. What was predicted for it, by which model and when, whether it was right
+once its label arrived, where its score sits, and its features as they were ingested."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, ui
+from dashboard.data import ask
+from warehouse import queries
+
+
+def chosen_id() -> str:
+    """The id typed, or given in the link (`record?record_id=...`); the link follows what is typed."""
+    if "record_id" not in st.session_state:
+        st.session_state["record_id"] = st.query_params.get("record_id", "")
+    typed = st.text_input("Record id", key="record_id", placeholder="the dataset's id, exactly").strip()
+    if typed:
+        st.query_params["record_id"] = typed
+    return typed
+
+
+def examples() -> str:
+    ids = ask(queries.recent_record_ids, 3)
+    return f" Recently scored: {', '.join(f'`{i}`' for i in ids)}." if ids else ""
+
+
+def verdict(history: pd.DataFrame, labels: pd.DataFrame) -> None:
+    """The latest prediction in one sentence, and whether it was right."""
+    latest = history.iloc[-1]
+    st.markdown(
+        f"**{latest['model_version']}** scored it **{latest['score']:.4f}**: predicted **{latest['label']}** "
+        f"(threshold {latest['threshold']:.2f}), {ui.when(latest['scored_at'])}."
+    )
+    if labels.empty:
+        st.info(f"No label for this record yet, so nobody knows yet whether it was right. {ui.NO_LABELS}")
+        return
+    truth = labels.iloc[0]
+    right = latest["label"] == truth["label"]
+    message = f"True label **{truth['label']}** (labelled {ui.when(truth['labelled_at'])}): the prediction was "
+    (st.success if right else st.error)(message + ("**right**." if right else "**wrong**."))
+
+
+def predictions(history: pd.DataFrame, labels: pd.DataFrame) -> None:
+    st.subheader("Every prediction made for it")
+    shown = history.assign(correct=history["label"] == labels.iloc[0]["label"]) if not labels.empty else history
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "model_version": "version",
+            "score": st.column_config.NumberColumn(format="%.4f"),
+            "label": "predicted",
+            "scored_at": ui.time_column("scored at"),
+            "correct": st.column_config.CheckboxColumn("right?"),
+        },
+    )
+    if len(labels) > 1:
+        st.caption(f"{len(labels)} labels were received for it; the latest counts.")
+        st.dataframe(
+            labels,
+            hide_index=True,
+            column_config={"labelled_at": ui.time_column("labelled at"), "received_at": ui.time_column("received at")},
+        )
+
+
+def position(history: pd.DataFrame) -> None:
+    latest = history.iloc[-1]
+    version, score = str(latest["model_version"]), float(latest["score"])
+    st.subheader("Where its score sits")
+    rank = ask(queries.score_rank, version, score)
+    if rank is not None:
+        st.markdown(f"Its score {score:.4f} is higher than **{rank:.1%}** of the predictions {version} made.")
+    histogram = ask(queries.score_histogram, queries.PredictionFilter(model_versions=(version,)))
+    labels = ask(queries.prediction_options).labels
+    st.altair_chart(charts.score_histogram(histogram.bins, labels=labels, marker=score), width="stretch")
+
+
+def features(stored: dict[str, Any]) -> None:
+    st.subheader("Its features, as ingested")
+    names = [name for name in stored if name not in queries.RECORD_METADATA]
+    values = pd.DataFrame({"feature": names, "value": ["" if pd.isna(stored[n]) else str(stored[n]) for n in names]})
+    st.dataframe(values, hide_index=True, height=35 * (len(values) + 1) + 3)  # every feature, no scrolling
+    st.caption(
+        f"From `{stored['source_file']}` row {stored['row_number']}, ingested {ui.when(stored['ingested_at'])} "
+        f"(batch {stored['batch_id']})."
+    )
+
+
+def refused(rows: pd.DataFrame) -> None:
+    st.subheader("Refused rows with this id")
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def render() -> None:
+    st.title("Record")
+    record_id = chosen_id()
+    if not record_id:
+        st.info(f"Type a record's id: what was predicted for it, by which model, and was it right.{examples()}")
+        return
+    stored = ask(queries.record, record_id)
+    quarantined = ask(queries.record_quarantine, record_id)
+    if stored is None and quarantined.empty:
+        st.warning(f"No record with id `{record_id}` (ids are matched exactly).{examples()}")
+        return
+    history = ask(queries.record_predictions, record_id)
+    labels = ask(queries.record_labels, record_id)
+    if stored is None:
+        st.warning(f"`{record_id}` was never stored: every row with this id was refused.")
+    elif history.empty:
+        st.info("Stored but not scored yet: `uv run scorehouse cycle` scores every record the champion has not scored.")
+    else:
+        verdict(history, labels)
+        predictions(history, labels)
+        position(history)
+    if stored is not None:
+        features(stored)
+    if not quarantined.empty:
+        refused(quarantined)
+
+
+render()

@@ -1,0 +1,113 @@
+"""The dashboard's charts (Altair), built from the small frames `warehouse.queries` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import altair as alt
+import pandas as pd
+
+ALERT_COLOUR = "#d62728"
+BASELINE_COLOUR = "#7f7f7f"
+SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
+THRESHOLD = "alert threshold"  # the reference series drawn red
+
+
+def score_histogram(
+    bins: pd.DataFrame, *, labels: Sequence[str], marker: float | None = None
+) -> alt.Chart | alt.LayerChart:
+    """Predictions per score bin, stacked by predicted label; `labels` (every label the warehouse holds)
+    keeps each label's colour whatever the filter leaves; `marker` draws one score as a vertical line."""
+    bars = (
+        alt.Chart(bins)
+        .mark_bar()
+        .encode(
+            x=alt.X("bin_start:Q", bin=alt.Bin(binned=True), title="score", scale=alt.Scale(domain=[0, 1])),
+            x2="bin_end:Q",
+            y=alt.Y("rows:Q", stack=True, title="predictions"),
+            color=alt.Color("label:N", title="predicted label", scale=alt.Scale(domain=list(labels))),
+            tooltip=[
+                alt.Tooltip("bin_start:Q", title="from", format=".2f"),
+                alt.Tooltip("bin_end:Q", title="to", format=".2f"),
+                alt.Tooltip("label:N", title="predicted"),
+                alt.Tooltip("rows:Q", title="predictions", format=","),
+            ],
+        )
+    )
+    if marker is None:
+        return bars
+    line = (
+        alt.Chart(pd.DataFrame({"score": [marker]}))
+        .mark_rule(color="black", strokeWidth=2)
+        .encode(x="score:Q", tooltip=[alt.Tooltip("score:Q", title="this record", format=".4f")])
+    )
+    return bars + line
+
+
+def _colours(values: pd.DataFrame, reference: pd.DataFrame) -> alt.Scale:
+    """Measured series in the category palette; thresholds red and baselines grey, whatever their order."""
+    measured = list(dict.fromkeys(values["series"]))
+    drawn = list(dict.fromkeys(reference["series"]))
+    return alt.Scale(
+        domain=measured + drawn,
+        range=SERIES_COLOURS[: len(measured)] + [ALERT_COLOUR if s == THRESHOLD else BASELINE_COLOUR for s in drawn],
+    )
+
+
+def over_time(
+    values: pd.DataFrame,
+    *,
+    y_title: str,
+    reference: pd.DataFrame | None = None,
+    y_domain: tuple[float, float] | None = None,
+) -> alt.LayerChart:
+    """Lines over time, one per `series` (columns when, series, value, status, detail), points in alert
+    drawn red. `reference` (columns when, series, value) holds the alert `THRESHOLD` and baselines,
+    drawn dashed."""
+    reference = reference if reference is not None else pd.DataFrame(columns=["when", "series", "value"])
+    x = alt.X("when:T", title="end of the monitored window", axis=alt.Axis(format="%b %d", tickCount="day"))
+    y = alt.Y("value:Q", title=y_title, scale=alt.Scale(domain=y_domain) if y_domain else alt.Scale(zero=False))
+    colour = alt.Color(
+        "series:N",
+        title=None,
+        scale=_colours(values, reference),
+        legend=alt.Legend(orient="bottom", columns=1, labelLimit=300),
+    )
+    tooltip = [
+        alt.Tooltip("when:T", title="window end", format="%Y-%m-%d %H:%M"),
+        alt.Tooltip("series:N"),
+        alt.Tooltip("value:Q", format=".3f"),
+        alt.Tooltip("status:N"),
+        alt.Tooltip("detail:N"),
+    ]
+    lines = alt.Chart(values).mark_line(point=True).encode(x=x, y=y, color=colour, tooltip=tooltip)
+    alerts = (
+        alt.Chart(values)
+        .transform_filter(alt.datum.status == "alert")
+        .mark_point(size=140, filled=True, opacity=1)
+        .encode(x=x, y=y, color=alt.value(ALERT_COLOUR), tooltip=tooltip)
+    )
+    dashed = (
+        alt.Chart(reference)
+        .mark_line(strokeDash=[6, 4], interpolate="step-after", point=alt.OverlayMarkDef(shape="diamond", size=40))
+        .encode(x=x, y=y, color=colour, tooltip=[alt.Tooltip("series:N"), alt.Tooltip("value:Q", format=".3f")])
+    )
+    return alt.LayerChart(layer=[dashed, lines, alerts])
+
+
+def champion_timeline(periods: pd.DataFrame) -> alt.Chart:
+    """One bar per champion period (columns model_version, champion_from, champion_until; an empty
+    `champion_until` is the champion now)."""
+    frame = periods.assign(champion_until=periods["champion_until"].fillna(pd.Timestamp(datetime.now(UTC))))
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("champion_from:T", title="champion from … until"),
+            x2="champion_until:T",
+            y=alt.Y("model_version:N", title="version", sort=None),
+            color=alt.Color("model_version:N", legend=None),
+            tooltip=["model_version:N", "champion_from:T", "champion_until:T", "reason:N"],
+        )
+    )

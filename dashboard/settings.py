@@ -1,0 +1,40 @@
+"""What the dashboard reads and how fresh it is, from `SCOREHOUSE_...` variables and the project config.
+
+The catalog is `$SCOREHOUSE_CATALOG` when set (any warehouse, no config needed), else the catalog
+of the warehouse folder named by the config (`$SCOREHOUSE_CONFIG`, then the repo's scorehouse.toml).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.config import load_settings
+from warehouse.catalog import CATALOG_FILE
+
+
+class DashboardSettings(BaseSettings):
+    """The dashboard's own settings; each has a `SCOREHOUSE_DASHBOARD_<NAME>` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="SCOREHOUSE_DASHBOARD_", frozen=True, populate_by_name=True)
+
+    catalog: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SCOREHOUSE_CATALOG", "catalog"),
+        description="the DuckDB catalog to read; default: the one of the config's warehouse folder",
+    )
+    ttl_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="an answer is reused for at most this long; new batches appear within it without a restart",
+    )
+    page_rows: int = Field(default=50, ge=1, le=1000, description="rows per page of the predictions table")
+    export_rows: int = Field(default=100_000, ge=1, description="most rows a CSV download holds")
+
+    def catalog_path(self) -> Path:
+        """The catalog file. Raises pipeline.config.ConfigError when it comes from a config that is wrong."""
+        if self.catalog is not None:
+            return self.catalog.resolve()
+        return load_settings().warehouse_dir / CATALOG_FILE

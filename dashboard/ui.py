@@ -1,0 +1,63 @@
+"""What the pages share: how times and numbers are written, and what to run when something is missing.
+
+Every empty state names the missing thing and the command that produces it, never a traceback.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+NO_PREDICTIONS = (
+    "No predictions yet. `uv run scorehouse train` trains the first champion; files dropped into the incoming "
+    "folder are then stored and scored by `uv run scorehouse cycle`. `make demo` does all of it with the sample."
+)
+NO_LABELS = (
+    "No labels yet. Label files (the id column, `label`, `labelled_at`) dropped into the feedback folder are "
+    "collected by `uv run scorehouse cycle`."
+)
+NO_REPORTS = (
+    "No monitoring reports yet. `uv run scorehouse cycle` runs the monitor after scoring; `make demo` runs "
+    "several days of cycles."
+)
+NO_MODELS = "No model versions yet. `uv run scorehouse train` trains and registers the first one (or `make demo`)."
+
+
+def no_catalog(path: Path) -> None:
+    st.info(
+        f"There is no warehouse at `{path}` yet. `make demo` builds one from the bundled sample; for your own "
+        "data run `uv run scorehouse init`, `uv run scorehouse train`, then `uv run scorehouse cycle`. "
+        "Set `SCOREHOUSE_CATALOG` to read a catalog elsewhere."
+    )
+
+
+def unreadable(error: Exception) -> None:
+    st.error(
+        f"The warehouse could not be read: {error}\n\n"
+        "If the warehouse folder moved or the catalog's views changed, `uv run scorehouse init` rebuilds the "
+        "catalog; this page picks the new one up by itself."
+    )
+
+
+def when(value: datetime | pd.Timestamp | None) -> str:
+    """A UTC time to the minute, or a dash."""
+    if value is None or pd.isna(value):
+        return "—"
+    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
+
+
+def time_column(label: str) -> Any:
+    """A table column of UTC times to the minute."""
+    return st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm", timezone="UTC")
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def decimal(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.{digits}f}"

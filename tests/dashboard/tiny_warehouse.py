@@ -1,0 +1,252 @@
+"""A tiny warehouse whose every number is known, built with `Warehouse.commit` (no model, no Prefect).
+
+Six records in two files, two refused rows, twelve predictions (v1 on arrival, v2 re-scoring all six),
+three label rows (a1's label corrected), three versions (v1 retired, v2 champion, v3 rejected) and two
+monitoring reports (the second with alerts; only its HTML file exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from warehouse.catalog import build_catalog
+from warehouse.layout import open_warehouse
+from warehouse.store import Warehouse
+
+FEATURES: dict[str, Any] = {"amount": "numeric", "colour": "categorical"}
+DAY1 = datetime(2026, 1, 1, 6, tzinfo=UTC)
+DAY2 = DAY1 + timedelta(days=1)
+DAY3 = DAY1 + timedelta(days=2)
+THRESHOLD = 0.5
+
+RECORDS = {  # id: (amount, colour, file, ingested_at)
+    "a1": (10.0, "red", "f1.csv", DAY1),
+    "a2": (20.0, "green", "f1.csv", DAY1),
+    "a3": (30.0, "blue", "f1.csv", DAY1),
+    "b1": (40.0, "red", "f2.csv", DAY2),
+    "b2": (50.0, "green", "f2.csv", DAY2),
+    "b3": (60.0, "blue", "f2.csv", DAY2),
+}
+SCORES = {  # (version, scored_at): {id: score}
+    ("v1", DAY1 + timedelta(minutes=1)): {"a1": 0.10, "a2": 0.55, "a3": 0.90},
+    ("v1", DAY2 + timedelta(minutes=1)): {"b1": 0.20, "b2": 0.45, "b3": 0.70},
+    ("v2", DAY3): {"a1": 0.15, "a2": 0.60, "a3": 0.80, "b1": 0.30, "b2": 0.52, "b3": 0.65},
+}
+LABELS = [  # (id, label, labelled_at, received_at): a1 is corrected later, so its label is "no"
+    ("a1", "yes", DAY2 - timedelta(hours=1), DAY2),
+    ("a2", "yes", DAY2 - timedelta(hours=1), DAY2),
+    ("a1", "no", DAY3 - timedelta(hours=1), DAY3),
+]
+
+
+@dataclass(frozen=True)
+class Tiny:
+    store: Warehouse
+    catalog: Path
+    reports: Path  # the folder holding the one report file that exists
+
+
+def records_table(ids: list[str]) -> pa.Table:
+    rows = [RECORDS[i] for i in ids]
+    return pa.table(
+        {
+            "record_id": ids,
+            "amount": [r[0] for r in rows],
+            "colour": [r[1] for r in rows],
+            "source_file": [r[2] for r in rows],
+            "row_number": list(range(1, len(ids) + 1)),
+            "row_hash": ["0" * 16] * len(ids),
+            "ingested_at": pa.array([r[3] for r in rows], pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def predictions_table(version: str, scored_at: datetime, scores: dict[str, float]) -> pa.Table:
+    n = len(scores)
+    return pa.table(
+        {
+            "record_id": list(scores),
+            "model_version": [version] * n,
+            "score": list(scores.values()),
+            "label": ["yes" if s >= THRESHOLD else "no" for s in scores.values()],
+            "threshold": [THRESHOLD] * n,
+            "embedding": pa.array([[0.1, 0.2]] * n, pa.list_(pa.float32())),
+            "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def quarantine_table() -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "record_id": "b4",
+                "source_file": "f2.csv",
+                "row_number": 4,
+                "column_name": "amount",
+                "rule": "min",
+                "value": "'-1'",
+                "reason": "amount: below the minimum 0 (got '-1')",
+                "raw": "{}",
+                "quarantined_at": DAY2,
+            },
+            {
+                "record_id": "b5",
+                "source_file": "f2.csv",
+                "row_number": 5,
+                "column_name": "colour",
+                "rule": "allowed",
+                "value": "'pink'",
+                "reason": "colour: not one of the allowed values (got 'pink')",
+                "raw": "{}",
+                "quarantined_at": DAY2,
+            },
+        ]
+    )
+
+
+def feedback_table() -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "record_id": record_id,
+                "label": label,
+                "labelled_at": labelled_at,
+                "source_file": f"labels-{received_at:%d}.csv",
+                "row_number": 1,
+                "received_at": received_at,
+            }
+            for record_id, label, labelled_at, received_at in LABELS
+        ]
+    )
+
+
+def model_event(version: str, event: str, at: datetime, reason: str, roc_auc: float | None) -> dict[str, Any]:
+    return {
+        "model_version": version,
+        "event": event,
+        "event_at": at,
+        "reason": reason,
+        "actor": "test",
+        "roc_auc": roc_auc,
+        "f1": None if roc_auc is None else roc_auc - 0.5,
+        "precision": None,
+        "recall": None,
+        "balanced_accuracy": None if roc_auc is None else roc_auc - 0.1,
+        "metrics_json": "{}",
+        "model_input": "features",
+        "embedding_size": 2,
+        "threshold": THRESHOLD,
+        "train_rows": 100,
+        "holdout_rows": 25,
+        "data_from": "s0000",
+        "data_to": "s0099",
+        "fingerprint": version,
+        "artifact_dir": f"/models/{version}",
+        "artifact_sha256": "{}",
+    }
+
+
+def models_table() -> pa.Table:
+    v1, v2, v3 = DAY1 - timedelta(hours=1), DAY3 - timedelta(hours=1), DAY3 + timedelta(hours=1)
+    return pa.Table.from_pylist(
+        [
+            model_event("v1", "trained", v1, "trained on the reference data", 0.70),
+            model_event("v1", "promoted", v1, "first model: there was no champion", 0.70),
+            model_event("v2", "trained", v2, "challenger to v1", 0.80),
+            model_event("v2", "promoted", v2, "promoted: v2 beat v1", 0.80),
+            model_event("v1", "retired", v2, "replaced by v2", None),
+            model_event("v3", "trained", v3, "challenger to v2", 0.75),
+            model_event("v3", "rejected", v3, "rejected: v3 lost to v2", 0.75),
+        ]
+    )
+
+
+def metric(
+    name: str, value: float, status: str = "info", threshold: float | None = None, column: str | None = None
+) -> dict[str, Any]:
+    return {"metric": name, "value": value, "status": status, "threshold": threshold, "column_name": column}
+
+
+def monitoring_table(report_id: str, version: str, at: datetime, path: Path, metrics: list[dict[str, Any]]) -> pa.Table:
+    common = {
+        "report_id": report_id,
+        "run_at": at,
+        "window_start": at - timedelta(days=3),
+        "window_end": at,
+        "model_version": version,
+        "sample_size": 3,
+        "sampled": False,
+        "detail": f"what {report_id} measured",
+        "report_path": str(path),
+    }
+    return pa.Table.from_pylist([{**common, **m} for m in metrics])
+
+
+FIRST_REPORT = [
+    metric("drift_share_features", 0.0, "ok", 0.5),
+    metric("drift_share_embedding", 0.0, "ok", 0.5),
+    metric("prediction_drift", 0.05, "ok", 0.1, "score"),
+    metric("roc_auc", float("nan")),
+    metric("estimated_roc_auc", 0.70),
+    metric("retrain_due", 0.0),
+]
+SECOND_REPORT = [
+    metric("drift_share_features", 0.75, "alert", 0.5),
+    metric("drift_share_embedding", 0.25, "ok", 0.5),
+    metric("column_drift", 0.40, "alert", 0.1, "amount"),
+    metric("column_drift", 0.01, "ok", 0.1, "colour"),
+    metric("prediction_drift", 0.30, "alert", 0.1, "score"),
+    metric("roc_auc", 0.80),
+    metric("f1", 0.40),
+    metric("balanced_accuracy", 0.70),
+    metric("estimated_roc_auc", 0.78),
+    metric("estimated_roc_auc_labelled", 0.79),
+    metric("retrain_due", 1.0),
+]
+
+
+def empty_warehouse(root: Path) -> Warehouse:
+    """The warehouse as `scorehouse init` leaves it: folders, schema files and the catalog, no rows."""
+    store = open_warehouse(root, FEATURES, event_time=False)
+    store.init()
+    build_catalog(store)
+    return store
+
+
+def add_records_and_predictions(store: Warehouse) -> None:
+    store.commit("records", "r1", records_table(["a1", "a2", "a3"]), partition=DAY1.date().isoformat())
+    store.commit("records", "r2", records_table(["b1", "b2", "b3"]), partition=DAY2.date().isoformat())
+    store.commit("quarantine", "q2", quarantine_table(), partition=DAY2.date().isoformat())
+    for (version, at), scores in SCORES.items():
+        store.commit("predictions", f"{version}-{at:%d}", predictions_table(version, at, scores), partition=f"{at:%F}")
+    store.commit("models", "m", models_table(), partition=DAY1.date().isoformat())
+
+
+def add_labels(store: Warehouse) -> None:
+    store.commit("feedback", "f", feedback_table(), partition=DAY3.date().isoformat())
+
+
+def add_reports(store: Warehouse, reports: Path) -> None:
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "r2.html").write_text("<html><body><h1>Evidently report r2</h1></body></html>", encoding="utf-8")
+    gone = reports / "r1.html"  # never written: the dashboard must say the file is gone
+    store.commit("monitoring", "r1", monitoring_table("r1", "v1", DAY2, gone, FIRST_REPORT), partition=f"{DAY2:%F}")
+    second = monitoring_table("r2", "v2", DAY3, reports / "r2.html", SECOND_REPORT)
+    store.commit("monitoring", "r2", second, partition=f"{DAY3:%F}")
+
+
+def tiny_warehouse(folder: Path, *, labels: bool = True, reports: bool = True) -> Tiny:
+    """The tiny warehouse under `folder`/warehouse, with or without its labels and reports."""
+    store = empty_warehouse(folder / "warehouse")
+    add_records_and_predictions(store)
+    if labels:
+        add_labels(store)
+    if reports:
+        add_reports(store, folder / "reports")
+    return Tiny(store=store, catalog=build_catalog(store), reports=folder / "reports")
