@@ -181,8 +181,11 @@ def demo(
 
 
 def _run(flow: Any, config: str | None) -> Any:
+    from flows.runtime import without_heartbeats
+
     try:
-        return flow(config)
+        with without_heartbeats():
+            return flow(config)
     except ConfigError as error:
         _fail(error)
 

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from flows.cycle import scoring_cycle
-from flows.runtime import open_store, settings_from, simulated_time, utc_now
+from flows.runtime import open_store, settings_from, simulated_time, utc_now, without_heartbeats
 from flows.train import train
 from pipeline import simulate
 from pipeline.config import Settings
@@ -62,11 +62,8 @@ def run_demo(
     shift_from_day: int = 6,
     say: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
-    """Run the demo. Flow-run heartbeats (which let a server notice a crashed deployed run) are off
-    here: each costs a wait of up to a second at the end of every flow run, about a minute in all."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    """Reset the run-time folders, train, and run `days` simulated days through the real flows."""
+    with without_heartbeats():
         return _run_demo(config, days, label_lag, shift_from_day, say)
 
 

@@ -18,7 +18,7 @@ from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
 from pipeline.feedback import id_column_of, validate_labels
 from pipeline.validate import BAD_COLUMNS, UnreadableFile, as_text, read_incoming
-from warehouse.store import Warehouse, batch_id
+from warehouse.store import Warehouse, batch_id, repeat
 
 
 @dataclass
@@ -69,8 +69,8 @@ def collect_file(store: Warehouse, settings: Settings, path: Path) -> LabelFileR
         store.commit("feedback", batch, store.table("feedback").schema.empty_table(), partition=day)
         return report
     store.commit("feedback_rejects", batch, _rejects_table(checked.bad, path.name, now), partition=day)
-    labels = checked.good.append_column("source_file", pa.array([path.name] * checked.good.num_rows, pa.string()))
-    labels = labels.append_column("received_at", pa.array([now] * labels.num_rows, pa.timestamp("us", tz="UTC")))
+    labels = checked.good.append_column("source_file", repeat(path.name, checked.good.num_rows, pa.string()))
+    labels = labels.append_column("received_at", repeat(now, labels.num_rows, pa.timestamp("us", tz="UTC")))
     store.commit("feedback", batch, labels, partition=day)
     report.rows_in, report.stored, report.rejected = checked.rows_in, checked.good.num_rows, len(checked.bad)
     if report.rejected:

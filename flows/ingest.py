@@ -25,7 +25,7 @@ from pipeline.validate import (
     read_blocks,
     validate_rows,
 )
-from warehouse.store import Warehouse, batch_id
+from warehouse.store import Warehouse, batch_id, repeat
 
 
 @dataclass
@@ -68,8 +68,8 @@ def _commit_block(store: Warehouse, checked: Validated, batch: str, name: str, n
     """The quarantine batch first, the records batch last: the records batch marks the block as done."""
     day = now.date().isoformat()
     store.commit("quarantine", batch, _quarantine_table(checked.bad, name, now), partition=day)
-    records = checked.good.append_column("source_file", pa.array([name] * checked.good.num_rows, pa.string()))
-    records = records.append_column("ingested_at", pa.array([now] * records.num_rows, pa.timestamp("us", tz="UTC")))
+    records = checked.good.append_column("source_file", repeat(name, checked.good.num_rows, pa.string()))
+    records = records.append_column("ingested_at", repeat(now, records.num_rows, pa.timestamp("us", tz="UTC")))
     store.commit("records", batch, records, partition=day)
 
 

@@ -63,6 +63,20 @@ def simulated_time(at: datetime) -> Iterator[None]:
         _clock_offset = previous
 
 
+@contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Flow runs started by hand in this process (CLI, demo, benchmark) skip flow-run heartbeats.
+
+    A heartbeat lets a server notice that a deployed run's process died; here the process is the
+    person's own, and each heartbeat thread costs a wait of up to a second at the end of every flow
+    run (measured: 1.14 s per run with, 0.14 s without). Deployed runs keep them.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 def run_name(verb: str) -> Callable[[], str]:
     """A flow run name that says what ran and when (`ingest 2026-11-21 14:05`), for the Prefect UI."""
     return lambda: f"{verb} {utc_now():%Y-%m-%d %H:%M}"

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -13,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import load_champion, open_store, run_name, settings_from, utc_now
 from pipeline.model import ScoringModel
-from warehouse.store import Warehouse, batch_id
+from warehouse.store import Warehouse, batch_id, repeat
 
 PENDING_SQL = """
     SELECT r.* FROM records r
@@ -37,21 +38,22 @@ def predictions_table(model: ScoringModel, chunk: pa.RecordBatch, scored_at: obj
     return pa.table(
         {
             "record_id": chunk.column("record_id"),
-            "model_version": pa.array([model.version] * n, pa.string()),
+            "model_version": repeat(model.version, n, pa.string()),
             "score": pa.array(scores, pa.float64()),
             "label": pa.array(labels, pa.string()),
             "threshold": pa.array(np.full(n, model.threshold), pa.float64()),
             "embedding": pa.FixedSizeListArray.from_arrays(
                 pa.array(vectors.ravel(), pa.float32()), vectors.shape[1]
             ).cast(pa.list_(pa.float32())),
-            "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+            "scored_at": repeat(scored_at, n, pa.timestamp("us", tz="UTC")),
         }
     )
 
 
 def chunk_batch_id(model_version: str, ids: pa.Array) -> str:
     """The same records scored by the same version give the same batch: a repeat commit is a no-op."""
-    digest = hashlib.sha256("\x1f".join(ids.to_pylist()).encode()).hexdigest()
+    hashes = pd.util.hash_array(ids.to_numpy(zero_copy_only=False).astype(object))
+    digest = hashlib.sha256(hashes.tobytes()).hexdigest()
     return batch_id("score", model_version, digest)
 
 

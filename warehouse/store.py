@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -42,6 +43,11 @@ class Table:
 
     def glob(self, root: Path) -> str:
         return f"{_glob_literal(str(root / self.name))}/**/*.parquet"
+
+
+def repeat(value: object, n: int, type_: pa.DataType) -> pa.Array:
+    """`value` n times, built in Arrow (a Python list of a million items costs a tenth of a second)."""
+    return pa.array([value], type_).take(pa.array(np.zeros(n, dtype=np.int32)))
 
 
 def _glob_literal(path: str) -> str:
@@ -112,7 +118,7 @@ class Warehouse:
             return False
         for name, value in ((t.partition_by, partition), ("batch_id", batch)):
             if name in t.schema.names:
-                column = pa.array([value] * rows.num_rows, pa.string())
+                column = repeat(value, rows.num_rows, pa.string())
                 index = rows.schema.get_field_index(name)
                 rows = rows.set_column(index, name, column) if index >= 0 else rows.append_column(name, column)
         missing = [name for name in t.schema.names if name not in rows.schema.names]
