@@ -11,7 +11,7 @@ import json
 import math
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.deployed import add_to_run_name, dashboard_url, is_deployed, report_url, start_retrain
 from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.config import Settings
 from pipeline.triggers import Measured, RetrainDue, measure_quality, quality_dropped, retrain_due
@@ -41,6 +42,10 @@ class MonitorOutcome:
     alerts: list[str]
     retrain: RetrainDue
     new_report: bool
+    # Evidently UI pages of this report ("drift", "quality"), when it was published to the workspace.
+    report_urls: dict[str, str] = field(default_factory=dict)
+    # The run of the `retrain` deployment this monitor started (deployed runs only; locally the caller retrains).
+    retrain_run: str | None = None
 
 
 def _quoted(names: list[str]) -> str:
@@ -166,14 +171,24 @@ def _monitoring_rows(metrics: list[Any], common: dict[str, Any]) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
+def report_links(outcome: MonitorOutcome) -> str:
+    """Markdown links to the report in the Evidently UI and to the dashboard, and the HTML file's path."""
+    pages = [f"[Evidently {name} report]({url})" for name, url in outcome.report_urls.items()]
+    pages.append(f"[dashboard]({dashboard_url()})")
+    return " · ".join(pages) + f"  \nHTML report: `{outcome.report_path}`"
+
+
 def _summary(outcome: MonitorOutcome, metrics: list[Any], start: datetime, end: datetime, version: str) -> str:
     shown = [m for m in metrics if m.column is None or m.metric == "prediction_drift"]
+    retraining = f"{'due: ' if outcome.retrain.due else ''}{outcome.retrain.summary}"
+    if outcome.retrain_run:
+        retraining += f" (retrain deployment: run `{outcome.retrain_run}`)"
     lines = [
         f"# Monitor {version}: {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}",
-        f"Report: `{outcome.report_path}`",
+        report_links(outcome),
         "",
         f"**Alerts:** {'; '.join(outcome.alerts) if outcome.alerts else 'none'}",
-        f"**Retraining:** {'due: ' if outcome.retrain.due else ''}{outcome.retrain.summary}",
+        f"**Retraining:** {retraining}",
         "",
         "| metric | value | threshold | status | rows |",
         "|---|---|---|---|---|",
@@ -198,7 +213,9 @@ def monitor(config: str | None = None) -> MonitorOutcome:
         new_labels = new_labels_since_training(con)
         champion_row = con.execute("SELECT threshold FROM champion").fetchone()
     if registered is None or champion_row is None:
-        raise RuntimeError("there is no champion model yet: run `scorehouse train` first")
+        raise RuntimeError(
+            "there is no champion model yet: run `scorehouse train`, or the train/scorehouse deployment, first"
+        )
     threshold = float(champion_row[0])
     nothing = RetrainDue(due=False, fired=[], reasons=[])
     window = load_window(store, settings, registered.version)
@@ -247,6 +264,7 @@ def monitor(config: str | None = None) -> MonitorOutcome:
     ]
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report_path.write_text(result.html, encoding="utf-8")
+    report_urls = publish_snapshots(settings, result.snapshots, f"{end:%Y-%m-%d %H:%M} {registered.version}")
 
     from pipeline.monitoring import MetricValue
 
@@ -264,7 +282,18 @@ def monitor(config: str | None = None) -> MonitorOutcome:
     store.commit(
         "monitoring", report_id, _monitoring_rows([*metrics, decision], common), partition=now.date().isoformat()
     )
-    outcome = MonitorOutcome(report_id, str(report_path), alerts, due, True)
+    outcome = MonitorOutcome(report_id, str(report_path), alerts, due, True, report_urls)
+    cannot_retrain = None
+    if due.due and is_deployed():
+        # On a server, retraining is a run of the `retrain` deployment, not work inside this run (flows/deployed.py).
+        try:
+            started = start_retrain(config, trigger=due.summary, key=report_id)
+        except RuntimeError as problem:  # the deployment is missing: report it, publish the rest, then fail
+            cannot_retrain = problem
+            outcome = replace(outcome, retrain_run=f"not started: {problem}")
+        else:
+            outcome = replace(outcome, retrain_run=started.name)
+            logger.info("retraining is due: started run %r of the retrain deployment", started.name)
     for alert in alerts:
         logger.warning("ALERT %s (window %s .. %s, report %s)", alert, start, end, report_path)
     if alerts and settings.monitoring.webhook_url:
@@ -308,4 +337,29 @@ def monitor(config: str | None = None) -> MonitorOutcome:
         ],
         description=f"monitoring metrics {registered.version}",
     )
+    if report_urls:
+        create_link_artifact(
+            key="monitor-report",
+            link=next(iter(report_urls.values())),
+            link_text=f"Evidently report {registered.version} {end:%Y-%m-%d %H:%M}",
+            description="the monitoring report in the Evidently UI",
+        )
+    add_to_run_name(f"{registered.version}{f', {len(alerts)} alert(s)' if alerts else ''}")
+    if cannot_retrain is not None:
+        raise cannot_retrain
     return outcome
+
+
+def publish_snapshots(settings: Settings, snapshots: dict[str, Any], name: str) -> dict[str, str]:
+    """Add the report's Evidently snapshots to the workspace the Evidently UI shows (`make reports-ui`);
+    returns their pages there. The HTML file is the report of record: a workspace that cannot be written
+    costs a warning, not the run."""
+    from pipeline.workspace import publish
+
+    workspace = settings.reports_dir / "evidently"
+    try:
+        published = publish(workspace, "Scorehouse monitoring", {f"{name} {kind}": s for kind, s in snapshots.items()})
+    except Exception as error:  # the UI's copy only: the report of record is the HTML file already written
+        get_run_logger().warning("could not add the report to the Evidently workspace %s: %r", workspace, error)
+        return {}
+    return {kind: report_url(p.project_id, p.snapshot_id) for kind, p in zip(snapshots, published, strict=True)}

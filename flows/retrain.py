@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.deployed import add_to_run_name
 from flows.registry import Event, commit_events, register_version
 from flows.runtime import load_champion, open_store, run_name, settings_from, utc_now
 from pipeline.artifacts import verify_version
@@ -91,6 +92,16 @@ def _summary(comparison: Comparison, champion_version: str, challenger_version: 
     )
 
 
+def _nothing_to_do(reason: str, trigger: str, champion_version: str) -> None:
+    """A retrain that trained nothing still says why, on its run page and in its name."""
+    create_markdown_artifact(
+        key="retrain-decision",
+        markdown=f"# Retrain: nothing trained\nTrigger: {trigger}\n\n{reason}\n\nChampion: {champion_version}.",
+        description="retrain: nothing trained",
+    )
+    add_to_run_name("nothing to do")
+
+
 @flow(name="retrain", flow_run_name=run_name("retrain"))
 def retrain(config: str | None = None, trigger: str = "by hand", force: bool = False) -> RetrainDecision:
     """Train a challenger, compare it with the champion on the same held-out rows, promote only a winner.
@@ -106,6 +117,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
     if data.new_rows == 0 and not force:
         reason = "no labelled production rows beyond the champion's training data yet; nothing to retrain on"
         logger.info(reason)
+        _nothing_to_do(reason, trigger, champion_model.version)
         return RetrainDecision(champion=champion_model.version, challenger=None, promoted=False, reason=reason)
     print_ = fingerprint(settings, champion_model.version, data)
     with store.connect() as con:
@@ -114,6 +126,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
     if existing:
         reason = f"{existing} was already trained from this champion and these labels; nothing to do"
         logger.info(reason)
+        _nothing_to_do(reason, trigger, champion_model.version)
         return RetrainDecision(champion=champion_model.version, challenger=existing, promoted=False, reason=reason)
 
     challenger, comparison = challenge(data, settings, champion_model, version)
@@ -153,6 +166,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
         markdown=_summary(comparison, champion_model.version, version, trigger),
         description=f"retrain {version}",
     )
+    add_to_run_name(f"{version} {'promoted' if comparison.promote else 'rejected'}")
     return RetrainDecision(
         champion=version if comparison.promote else champion_model.version,
         challenger=version,

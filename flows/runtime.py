@@ -39,7 +39,9 @@ def load_champion(store: Warehouse) -> ScoringModel:
     with store.connect() as con:
         registered = champion(con)
     if registered is None:
-        raise ArtifactError("there is no champion model yet: run `scorehouse train` first")
+        raise ArtifactError(
+            "there is no champion model yet: run `scorehouse train`, or the train/scorehouse deployment, first"
+        )
     return load_version(registered.artifact_dir, registered.sha256)
 
 

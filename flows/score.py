@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.deployed import add_to_run_name
 from flows.runtime import load_champion, open_store, run_name, settings_from, utc_now
 from pipeline.model import ScoringModel
 from warehouse.store import Warehouse, batch_id, repeat
@@ -101,6 +102,7 @@ def score(config: str | None = None) -> ScoreReport:
         f"{positives} predicted `{model.classes[1]}` at threshold {model.threshold}.",
         description=f"score {model.version}",
     )
+    add_to_run_name(model.version)
     return report
 
 

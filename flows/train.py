@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.deployed import add_to_run_name
 from flows.registry import Event, register_version
 from flows.runtime import open_store, run_name, settings_from
 from pipeline.artifacts import sha256_of
@@ -116,6 +117,7 @@ def train(config: str | None = None) -> str:
         version = next_version(con)
     if existing:
         logger.info("%s was already trained from this data and these settings; nothing to do", existing)
+        add_to_run_name(f"{existing} (already trained)")
         return existing
     reference = load_reference(settings)
     result = fit(reference, settings, version)
@@ -129,4 +131,5 @@ def train(config: str | None = None) -> str:
         ", promoted to champion" if promoted else "",
     )
     create_markdown_artifact(key="train-summary", markdown=_summary(result, promoted), description=f"train {version}")
+    add_to_run_name(f"{version}{' champion' if promoted else ''}")
     return version

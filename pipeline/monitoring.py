@@ -15,7 +15,7 @@ Interface
     expected_roc_auc(probabilities, scores) -> float
     save_report(result, path) -> Path
 
-    MonitorResult(metrics: list[MetricValue], sampled: bool, current_rows: int, html: str)
+    MonitorResult(metrics: list[MetricValue], sampled: bool, current_rows: int, html: str, snapshots: dict)
         .get(metric, column=None) -> MetricValue
     MetricValue(metric, value, column=None, threshold=None, status="info", sample_size=0, detail="")
 
@@ -53,7 +53,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,8 @@ class MonitorResult:
     sampled: bool  # the current window had more than max_rows rows and was sampled
     current_rows: int  # rows in the window before sampling
     html: str  # self-contained HTML: summary table plus the Evidently reports
+    # Evidently's own snapshots, for its UI: "drift" always, "quality" when the window had labels of both classes.
+    snapshots: dict[str, Any] = field(default_factory=dict)
 
     def get(self, metric: str, column: str | None = None) -> MetricValue:
         """The metric of that name (and column); KeyError if there is none."""
@@ -191,7 +193,8 @@ def monitor_window(
     estimated = _estimated_metrics(ref_labelled, labelled, unlabelled, threshold)
     metrics = [_with_note(m, note) for m in [*drift_metrics, *quality_metrics, *estimated]]
     page = _render_html(metrics, note, drift_snapshot, quality_snapshot, quality_reason, len(current))
-    return MonitorResult(metrics=metrics, sampled=sampled, current_rows=len(current), html=page)
+    snapshots = {"drift": drift_snapshot} | ({"quality": quality_snapshot} if quality_snapshot is not None else {})
+    return MonitorResult(metrics=metrics, sampled=sampled, current_rows=len(current), html=page, snapshots=snapshots)
 
 
 # --- sampling -------------------------------------------------------------------------------------
