@@ -166,7 +166,7 @@ class Warehouse:
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB session with the catalog's views: how the flows read what they wrote."""
-        con = duckdb.connect(config=SAFE_DUCKDB_CONFIG)
+        con = duckdb.connect(config=FLOW_DUCKDB_CONFIG)
         try:
             for name, sql in self.definitions():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
@@ -179,4 +179,11 @@ class Warehouse:
 SAFE_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+}
+# The flows stream large results (scoring reads every pending record): no ordering they do not ask for
+# (ordered streaming buffers whatever runs ahead of the consumer) and a cap on DuckDB's own memory.
+FLOW_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    **SAFE_DUCKDB_CONFIG,
+    "preserve_insertion_order": False,
+    "memory_limit": "2GB",
 }
