@@ -6,9 +6,12 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from flows.runtime import utc_now
-from pipeline.validate import BAD_COLUMNS
+from pipeline.validate import BAD_COLUMNS, Validated
+from warehouse.store import Warehouse, batch_id
 
 
 def pending_files(folder: Path) -> list[Path]:
@@ -27,6 +30,25 @@ def move_aside(path: Path, destination: Path, batch: str) -> Path:
         target = folder / f"{path.stem}.{batch}{path.suffix}"
     shutil.move(path, target)
     return target
+
+
+def resume(store: Warehouse, refusals: str, batch: str, checked: Validated) -> tuple[Validated, str]:
+    """The split to commit for `batch`, consistent with a killed earlier run of the same input.
+
+    A run killed between the refusals batch and the good rows' batch left its refusals committed.
+    Checked again now, a row may come out differently (the record its label needed has arrived since,
+    or its id was stored by another file), so the earlier refusals stand: those rows are not stored
+    again, and rows refused only now go into a second refusals batch. Returns the split and the
+    refusals batch id to commit it under.
+    """
+    if not store.has_batch(refusals, batch):
+        return checked, batch
+    with store.connect() as con:
+        rows = con.execute(f"SELECT row_number FROM {refusals} WHERE batch_id = ?", [batch]).fetchall()
+    earlier = pa.array([row[0] for row in rows if row[0] is not None], pa.int64())
+    good = checked.good.filter(pc.invert(pc.is_in(checked.good.column("row_number"), value_set=earlier)))
+    late = checked.bad[~checked.bad["row_number"].isin(earlier.to_pylist())].reset_index(drop=True)
+    return Validated(good=good, bad=late), batch_id(batch, "resumed")
 
 
 def refusal(reason: str) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.drop_folder import move_aside, pending_files, refusal
+from flows.drop_folder import move_aside, pending_files, refusal, resume
 from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
@@ -68,7 +68,8 @@ def collect_file(store: Warehouse, settings: Settings, path: Path) -> LabelFileR
         store.commit("feedback_rejects", batch, _rejects_table(refusal(str(error)), path.name, now), partition=day)
         store.commit("feedback", batch, store.table("feedback").schema.empty_table(), partition=day)
         return report
-    store.commit("feedback_rejects", batch, _rejects_table(checked.bad, path.name, now), partition=day)
+    checked, refusals = resume(store, "feedback_rejects", batch, checked)
+    store.commit("feedback_rejects", refusals, _rejects_table(checked.bad, path.name, now), partition=day)
     labels = checked.good.append_column("source_file", repeat(path.name, checked.good.num_rows, pa.string()))
     labels = labels.append_column("received_at", repeat(now, labels.num_rows, pa.timestamp("us", tz="UTC")))
     store.commit("feedback", batch, labels, partition=day)

@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.drop_folder import move_aside, pending_files, refusal
+from flows.drop_folder import move_aside, pending_files, refusal, resume
 from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
@@ -64,13 +64,15 @@ def _reasons(bad: pd.DataFrame) -> dict[str, int]:
     return {f"{column} / {rule}": int(n) for (column, rule), n in zip(counts.index, counts.to_numpy(), strict=True)}
 
 
-def _commit_block(store: Warehouse, checked: Validated, batch: str, name: str, now: pd.Timestamp) -> None:
+def _commit_block(store: Warehouse, checked: Validated, batch: str, name: str, now: pd.Timestamp) -> Validated:
     """The quarantine batch first, the records batch last: the records batch marks the block as done."""
     day = now.date().isoformat()
-    store.commit("quarantine", batch, _quarantine_table(checked.bad, name, now), partition=day)
+    checked, refusals = resume(store, "quarantine", batch, checked)
+    store.commit("quarantine", refusals, _quarantine_table(checked.bad, name, now), partition=day)
     records = checked.good.append_column("source_file", repeat(name, checked.good.num_rows, pa.string()))
     records = records.append_column("ingested_at", repeat(now, records.num_rows, pa.timestamp("us", tz="UTC")))
     store.commit("records", batch, records, partition=day)
+    return checked
 
 
 @task(cache_policy=NO_CACHE, task_run_name="ingest {path.name}")
@@ -95,7 +97,7 @@ def ingest_file(store: Warehouse, settings: Settings, path: Path) -> FileReport:
                 ids = as_text(raw, dataset.id_column) if dataset.id_column in raw.column_names else None
                 stored = stored_ids(store, ids, batch) if ids is not None else set()
                 checked = validate_rows(raw, dataset, stored, first_row=first_row)
-                _commit_block(store, checked, batch, path.name, now)
+                checked = _commit_block(store, checked, batch, path.name, now)
                 report.stored += checked.good.num_rows
                 report.quarantined += len(checked.bad)
                 for reason, n in _reasons(checked.bad).items():

@@ -22,6 +22,7 @@ from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.model import ScoringModel
 from pipeline.training import reference_set
+from warehouse.registry import reference_batch
 from warehouse.store import Warehouse, batch_id
 
 LIBRARIES = ("scikit-learn", "xgboost-cpu", "pandas", "numpy", "pyarrow", "duckdb")
@@ -64,7 +65,7 @@ def register_version(
     reference = reference_set(model, train, holdout, settings.dataset).assign(model_version=version)
     store.commit(
         "reference",
-        batch_id("reference", version, fingerprint),
+        reference_batch(version, fingerprint),
         pa.Table.from_pandas(reference, preserve_index=False),
         partition=version,
     )

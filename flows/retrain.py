@@ -122,7 +122,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
     print_ = fingerprint(settings, champion_model.version, data)
     with store.connect() as con:
         existing = version_with_fingerprint(con, print_)
-        version = next_version(con)
+        version = next_version(con, print_)
     if existing:
         reason = f"{existing} was already trained from this champion and these labels; nothing to do"
         logger.info(reason)

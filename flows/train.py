@@ -114,7 +114,7 @@ def train(config: str | None = None) -> str:
     print_ = fingerprint(settings)
     with store.connect() as con:
         existing = version_with_fingerprint(con, print_)
-        version = next_version(con)
+        version = next_version(con, print_)
     if existing:
         logger.info("%s was already trained from this data and these settings; nothing to do", existing)
         add_to_run_name(f"{existing} (already trained)")

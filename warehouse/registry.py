@@ -8,6 +8,8 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.store import batch_id
+
 
 @dataclass(frozen=True, kw_only=True)
 class RegisteredVersion:
@@ -38,12 +40,30 @@ def version_with_fingerprint(con: duckdb.DuckDBPyConnection, fingerprint: str) -
     return str(row[0]) if row else None
 
 
-def next_version(con: duckdb.DuckDBPyConnection) -> str:
-    """`v<n>`, one above the highest version registered."""
+def next_version(con: duckdb.DuckDBPyConnection, fingerprint: str) -> str:
+    """`v<n>`, one above the highest version registered, unless a killed run left a reference set
+    under that number for other training data: then the number after it, so that no version ends up
+    with two reference sets. A leftover set of the same training data is finished, not renumbered."""
     row = con.execute(
         "SELECT coalesce(max(TRY_CAST(substr(model_version, 2) AS INTEGER)), 0) FROM models WHERE event = 'trained'"
     ).fetchone()
-    return f"v{int(row[0]) + 1 if row else 1}"
+    number = int(row[0]) + 1 if row else 1
+    while True:
+        version = f"v{number}"
+        batches = {
+            b
+            for (b,) in con.execute(
+                "SELECT DISTINCT batch_id FROM reference WHERE model_version = ?", [version]
+            ).fetchall()
+        }
+        if not batches or batches == {reference_batch(version, fingerprint)}:
+            return version
+        number += 1
+
+
+def reference_batch(version: str, fingerprint: str) -> str:
+    """The batch id of a version's reference set."""
+    return batch_id("reference", version, fingerprint)
 
 
 def registered(con: duckdb.DuckDBPyConnection, version: str) -> RegisteredVersion | None:

@@ -1,0 +1,202 @@
+"""The crash-trial driver: a flow's own code in a process the reliability tests kill with SIGKILL.
+
+Prefect's per-process start costs about 20 s here, so most trials run each flow's body (`flow.fn`)
+with its tasks called directly (`task.fn`) and Prefect's run logger and artifacts replaced by plain
+ones: the same reads, validation, scoring, model saves and commits, in the same order, without the
+engine. The tests start `run` in a process forked from a warm fork server (imports paid once).
+`python -m tests.reliability._driver --real ...` runs the real Prefect flow instead, against the
+server named by PREFECT_API_URL.
+
+Hooks, installed in the trial process only, journal each step of the commit path (one JSON line per
+event, appended with O_APPEND so a kill loses nothing written before it) and can kill the process
+with SIGKILL at an exact point. A kill spec is `<hook>:<n>:<phase>`:
+
+- `write_table:N:mid`  half of the Nth Parquet batch file written to its temporary name, then SIGKILL
+- `replace:N:before`   just before the Nth `os.replace` into the project (batch, version folder)
+- `replace:N:after`    just after it, before the folder is fsynced and before anything else runs
+- `dump:N:mid`         half of the Nth joblib model file written, then SIGKILL (during a model save)
+- `save:N:after`       after the Nth model version folder is in place, before its registry rows
+
+The journal also records each commit's intent (table, batch id, rows), so the tests can check that
+every batch a reader sees is whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import joblib
+import pyarrow.parquet as pq
+from prefect.tasks import Task
+
+import flows.feedback
+import flows.ingest
+import flows.registry
+import flows.retrain
+import flows.score
+import flows.train
+from warehouse.store import Warehouse
+
+FLOW_MODULES: dict[str, tuple[ModuleType, str]] = {
+    "ingest": (flows.ingest, "ingest"),
+    "score": (flows.score, "score"),
+    "collect_feedback": (flows.feedback, "collect_feedback"),
+    "train": (flows.train, "train"),
+    "retrain": (flows.retrain, "retrain"),
+}
+
+
+class _Journal:
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def __call__(self, event: str, **detail: Any) -> None:
+        line = json.dumps({"e": event, "t": time.monotonic(), **detail}, default=str) + "\n"
+        os.write(self.fd, line.encode())
+
+
+def _die(journal: _Journal, spec: str) -> None:
+    journal("kill", at=spec)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install_hooks(journal_path: str, kill: str | None, root: Path) -> _Journal:
+    """Journal (and, per `kill`, die at) every Parquet write, rename, model dump and commit in this process."""
+    journal = _Journal(journal_path)
+    hook, number, phase = [*kill.split(":"), "", "", ""][:3] if kill else ("", "0", "")
+    target = int(number or 0)
+    calls: Counter[str] = Counter()
+    inside = str(root.resolve())
+
+    def due(name: str, when: str) -> bool:
+        return hook == name and calls[name] == target and phase == when
+
+    real_commit = Warehouse.commit
+
+    def commit(self: Warehouse, table: str, batch: str, rows: Any, *, partition: str) -> bool:
+        journal("commit", table=table, batch=batch, rows=rows.num_rows)
+        done = real_commit(self, table, batch, rows, partition=partition)
+        journal("committed", table=table, batch=batch, new=done)
+        return done
+
+    real_write = pq.write_table
+
+    def write_table(table: Any, where: Any, *args: Any, **kwargs: Any) -> None:
+        calls["write_table"] += 1
+        journal("write", n=calls["write_table"], path=getattr(where, "name", where), rows=table.num_rows)
+        if due("write_table", "mid"):
+            buffer = io.BytesIO()
+            real_write(table, buffer, *args, **kwargs)
+            data = buffer.getvalue()
+            where.write(data[: len(data) // 2])
+            where.flush()
+            _die(journal, kill or "")
+        real_write(table, where, *args, **kwargs)
+        journal("written", n=calls["write_table"])
+
+    real_replace = os.replace
+
+    def replace(source: Any, destination: Any, *args: Any, **kwargs: Any) -> None:
+        if not str(Path(destination).resolve()).startswith(inside):
+            real_replace(source, destination, *args, **kwargs)  # not the project's (Prefect's own files)
+            return
+        calls["replace"] += 1
+        journal("replace", n=calls["replace"], source=str(source), destination=str(destination))
+        if due("replace", "before"):
+            _die(journal, kill or "")
+        real_replace(source, destination, *args, **kwargs)
+        journal("replaced", n=calls["replace"])
+        if due("replace", "after"):
+            _die(journal, kill or "")
+
+    real_dump = joblib.dump
+
+    def dump(value: Any, filename: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["dump"] += 1
+        journal("dump", n=calls["dump"], path=str(filename))
+        if due("dump", "mid"):
+            buffer = io.BytesIO()
+            real_dump(value, buffer, *args, **kwargs)
+            data = buffer.getvalue()
+            with open(filename, "wb") as sink:
+                sink.write(data[: len(data) // 2])
+            _die(journal, kill or "")
+        result = real_dump(value, filename, *args, **kwargs)
+        journal("dumped", n=calls["dump"])
+        return result
+
+    real_save = flows.registry.save_version
+
+    def save_version(model: Any, folder: Path, metadata: dict[str, Any]) -> dict[str, str]:
+        calls["save"] += 1
+        journal("save", n=calls["save"], version=model.version)
+        hashes = real_save(model, folder, metadata)
+        journal("saved", n=calls["save"], version=model.version)
+        if due("save", "after"):
+            _die(journal, kill or "")
+        return hashes
+
+    Warehouse.commit = commit  # type: ignore[method-assign]
+    pq.write_table = write_table
+    os.replace = replace
+    joblib.dump = dump
+    flows.registry.save_version = save_version  # type: ignore[assignment]
+    return journal
+
+
+def without_engine(module: ModuleType) -> None:
+    """Call the module's tasks directly and log plainly: the flow's body runs without Prefect's engine."""
+    for name, value in list(vars(module).items()):
+        if isinstance(value, Task):
+            setattr(module, name, value.fn)
+    logger = logging.getLogger(f"driver.{module.__name__}")
+    if hasattr(module, "get_run_logger"):
+        module.get_run_logger = lambda: logger  # type: ignore[attr-defined]
+    for name in ("create_markdown_artifact", "create_table_artifact"):
+        if hasattr(module, name):
+            setattr(module, name, lambda *args, **kwargs: None)
+
+
+def run(flow: str, config: str, journal_path: str, kill: str | None = None, real: bool = False) -> None:
+    """Run `flow` on the project of `config` with the hooks; the tests start this in a process they kill."""
+    journal = install_hooks(journal_path, kill, Path(config).parent)
+    module, name = FLOW_MODULES[flow]
+    if not real:
+        for each, _ in FLOW_MODULES.values():
+            without_engine(each)
+    entry = getattr(module, name)
+    journal("start", flow=flow, kill=kill, real=real, pid=os.getpid())
+    try:
+        result = entry(config) if real else entry.fn(config)
+    except BaseException:
+        journal("error", traceback=traceback.format_exc())
+        raise
+    journal("done", result=repr(result)[:2000])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("flow", choices=sorted(FLOW_MODULES))
+    parser.add_argument("config")
+    parser.add_argument("journal")
+    parser.add_argument("--kill", default=None, help="hook:n:phase")
+    parser.add_argument("--real", action="store_true", help="the real Prefect flow (needs PREFECT_API_URL)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    run(args.flow, args.config, args.journal, args.kill, real=args.real)
+
+
+if __name__ == "__main__":
+    main()
