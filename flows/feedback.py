@@ -73,8 +73,9 @@ def collect_file(store: Warehouse, settings: Settings, path: Path) -> LabelFileR
     labels = checked.good.append_column("source_file", repeat(path.name, checked.good.num_rows, pa.string()))
     labels = labels.append_column("received_at", repeat(now, labels.num_rows, pa.timestamp("us", tz="UTC")))
     store.commit("feedback", batch, labels, partition=day)
-    report.rows_in, report.stored, report.rejected = checked.rows_in, checked.good.num_rows, len(checked.bad)
-    if report.rejected:
+    report.rows_in, report.stored = raw.num_rows, checked.good.num_rows
+    report.rejected = report.rows_in - report.stored  # now or by a killed earlier run
+    if len(checked.bad):
         logger.warning(
             "%s: %d of %d labels rejected; first: %s",
             path.name,
