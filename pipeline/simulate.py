@@ -7,7 +7,7 @@ unreadable file, so the quarantine has something to show.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from itertools import pairwise
 
 import numpy as np
@@ -78,7 +78,3 @@ def shifted(records: pd.DataFrame, dataset: Dataset, reference: pd.DataFrame, se
         shift = pd.to_numeric(reference[feature.name], errors="coerce").std()
         out[feature.name] = (values + shift).clip(lower=feature.min, upper=feature.max)
     return out
-
-
-def day_date(first: date, day: int) -> date:
-    return first + timedelta(days=day)
