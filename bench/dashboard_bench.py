@@ -33,6 +33,7 @@ from pipeline.config import Dataset, load_settings
 from warehouse import queries
 from warehouse.catalog import build_catalog
 from warehouse.layout import TS, open_warehouse
+from warehouse.scoring import refresh_current
 from warehouse.store import Warehouse
 
 THRESHOLD = 0.1
@@ -95,7 +96,7 @@ def records_batch(dataset: Dataset, numbers: range, at: datetime, rng: np.random
     columns |= {
         "source_file": pa.array([f"day-{at:%Y%m%d}.csv"] * n),
         "row_number": np.arange(1, n + 1),
-        "row_hash": pa.array(["0" * 16] * n),
+        "row_hash": np.zeros(n, dtype=np.int64),
         "ingested_at": _timestamps(at, n),
     }
     return pa.table(columns)
@@ -241,6 +242,7 @@ def build(root: Path, rows: int, days: int = 40, config: str | None = None, seed
     for part, numbers in enumerate(_chunks(range(plan.records - plan.rescored, plan.records))):
         batch = predictions_batch(numbers, "v2", plan.at(last, hour=7), rng)
         store.commit("predictions", f"v2-{part}", batch, partition=day)
+    refresh_current(store)
     return build_catalog(store)
 
 

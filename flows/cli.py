@@ -152,6 +152,70 @@ def rollback(
 
 
 @app.command()
+def maintain(config: ConfigOption = None) -> None:
+    """Compact the warehouse's small files, checkpoint, vacuum past the retention, prune leftovers."""
+    from flows.maintain import maintain as maintain_flow
+
+    report = _run(maintain_flow, config)
+    for t in report.tables:
+        typer.echo(f"{t.table}: {t.files_before} -> {t.files_after} files, {t.vacuumed} vacuumed")
+
+
+@app.command()
+def forget(
+    ids: Annotated[list[str], typer.Argument(help="record ids to erase from every table")],
+    reason: Annotated[str, typer.Option(help="why (e.g. the erasure request's reference); recorded")],
+    actor: Annotated[str | None, typer.Option(help="who; recorded (default: the current user)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Erase records from every table; the next `maintain` deletes the files that held them."""
+    from flows.maintain import forget as forget_flow
+
+    try:
+        with _no_heartbeats():
+            erasure = forget_flow(ids, reason=reason, actor=actor or _user(), config=config)
+    except ConfigError as error:
+        _fail(error)
+    removed = ", ".join(f"{table} {n}" for table, n in erasure.rows.items() if n)
+    typer.echo(f"erasure {erasure.erasure_id}: {erasure.ids} id(s); rows removed: {removed or 'none'}")
+    typer.echo("the files that held them are deleted by the next `scorehouse maintain` after the vacuum retention")
+
+
+@app.command()
+def catalog(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="a past moment, e.g. 2026-11-22T09:00Z (within the retention)")
+    ] = None,
+    out: Annotated[str | None, typer.Option(help="where to write it (default: the warehouse's catalog)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a DuckDB catalog of views over the tables, as they are now or as they were at `--as-of`."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from flows.runtime import open_store, settings_from
+    from warehouse.catalog import build_catalog
+
+    moment: datetime | None = None
+    if as_of is not None:
+        try:
+            parsed = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(ValueError(f"--as-of {as_of!r} is not a time; write it like 2026-11-22T09:00Z"))
+        moment = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if moment is not None and out is None:
+        _fail(ValueError("--as-of needs --out: the warehouse's own catalog always shows the present"))
+    try:
+        store = open_store(settings_from(config))
+        path = build_catalog(store, Path(out).resolve() if out else None, as_of=moment)
+    except ConfigError as error:
+        _fail(error)
+    except Exception as error:  # a moment before the table existed, or older than the retention
+        _fail(ValueError(f"no snapshot of the warehouse at {as_of}: {str(error).splitlines()[0]}"))
+    typer.echo(f"catalog written: {path}" + (f" (the tables as of {moment:%Y-%m-%d %H:%M} UTC)" if moment else ""))
+
+
+@app.command()
 def status(config: ConfigOption = None) -> None:
     """Counts, the champion and the last batches, read from the warehouse (no Prefect needed)."""
     from flows.runtime import open_store, settings_from
@@ -181,13 +245,21 @@ def demo(
 
 
 def _run(flow: Any, config: str | None) -> Any:
-    from flows.runtime import without_heartbeats
-
     try:
-        with without_heartbeats():
+        with _no_heartbeats():
             return flow(config)
     except ConfigError as error:
         _fail(error)
+
+
+def _no_heartbeats() -> Any:
+    from flows.runtime import without_heartbeats
+
+    return without_heartbeats()
+
+
+def _user() -> str:
+    return getpass.getuser()
 
 
 def _where_to_look(summary: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from flows.cycle import scoring_cycle
 from flows.runtime import open_store, settings_from, simulated_time, utc_now, without_heartbeats
 from flows.train import train
 from pipeline import simulate
-from pipeline.config import Settings
+from pipeline.config import ConfigError, Settings
 from pipeline.validate import read_incoming
 from warehouse.catalog import catalog_path
 from warehouse.status import warehouse_status
@@ -31,6 +31,11 @@ MALFORMED_DAY = 3
 
 def reset(settings: Settings) -> None:
     """Empty the run-time folders this config names (their .gitkeep stays)."""
+    if settings.warehouse_is_remote:
+        raise ConfigError(
+            "the demo starts from an empty warehouse and never empties object storage "
+            f"({settings.warehouse_location}); point paths.warehouse at a local folder to run it"
+        )
     for folder in (
         settings.warehouse_dir,
         settings.models_dir,

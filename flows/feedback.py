@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.drop_folder import move_aside, pending_files, refusal, resume
-from flows.runtime import open_store, run_name, settings_from, utc_now
+from flows.runtime import open_store, publish, run_name, settings_from, utc_now
 from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
 from pipeline.feedback import id_column_of, validate_labels
@@ -109,6 +109,7 @@ def collect_feedback(config: str | None = None) -> list[LabelFileReport]:
         move_aside(path, destination / "labels", report.batch)
         reports.append(report)
     if reports:
+        publish(store)
         stored, rejected = sum(r.stored for r in reports), sum(r.rejected for r in reports)
         logger.info("collected %d label file(s): %d labels stored, %d rejected", len(reports), stored, rejected)
         create_markdown_artifact(key="feedback-summary", markdown=_summary(reports), description="collect_feedback")

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.drop_folder import move_aside, pending_files, refusal, resume
-from flows.runtime import open_store, run_name, settings_from, utc_now
+from flows.runtime import open_store, publish, run_name, settings_from, utc_now
 from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
 from pipeline.validate import (
@@ -25,7 +25,7 @@ from pipeline.validate import (
     read_blocks,
     validate_rows,
 )
-from warehouse.store import Warehouse, batch_id, repeat
+from warehouse.store import COMMIT_ATTEMPTS, CommitError, Conflict, Warehouse, batch_id, repeat
 
 
 @dataclass
@@ -42,14 +42,11 @@ class FileReport:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def stored_ids(store: Warehouse, ids: pa.ChunkedArray, batch: str) -> set[str]:
-    """Which of `ids` are already stored by batches other than `batch` (a re-run sees its own batch)."""
-    with store.connect() as con:
+def stored_ids(store: Warehouse, ids: pa.ChunkedArray, version: int) -> set[str]:
+    """Which of `ids` are stored in `records` at `version` (one column read)."""
+    with store.connect(version={"records": version}) as con:
         con.register("incoming_ids", pa.table({"record_id": pc.unique(pc.drop_null(ids))}))
-        rows = con.execute(
-            "SELECT DISTINCT r.record_id FROM records r JOIN incoming_ids USING (record_id) WHERE r.batch_id <> ?",
-            [batch],
-        ).fetchall()
+        rows = con.execute("SELECT DISTINCT record_id FROM records SEMI JOIN incoming_ids USING (record_id)").fetchall()
     return {row[0] for row in rows}
 
 
@@ -64,15 +61,38 @@ def _reasons(bad: pd.DataFrame) -> dict[str, int]:
     return {f"{column} / {rule}": int(n) for (column, rule), n in zip(counts.index, counts.to_numpy(), strict=True)}
 
 
-def _commit_block(store: Warehouse, checked: Validated, batch: str, name: str, now: pd.Timestamp) -> Validated:
-    """The quarantine batch first, the records batch last: the records batch marks the block as done."""
+def _commit_block(
+    store: Warehouse, checked: Validated, batch: str, name: str, now: pd.Timestamp, version: int
+) -> Validated:
+    """The quarantine batch first, the records batch last: the records batch marks the block as done.
+
+    The records are merged on their id against `version`, the snapshot their ids were checked against:
+    if another writer stored records since, the merge raises `Conflict` and the block is checked again.
+    """
     day = now.date().isoformat()
     checked, refusals = resume(store, "quarantine", batch, checked)
     store.commit("quarantine", refusals, _quarantine_table(checked.bad, name, now), partition=day)
     records = checked.good.append_column("source_file", repeat(name, checked.good.num_rows, pa.string()))
     records = records.append_column("ingested_at", repeat(now, records.num_rows, pa.timestamp("us", tz="UTC")))
-    store.commit("records", batch, records, partition=day)
+    store.commit("records", batch, records, partition=day, read_version=version)
     return checked
+
+
+def _store_block(
+    store: Warehouse, settings: Settings, raw: pa.Table, batch: str, name: str, now: pd.Timestamp, first_row: int
+) -> Validated:
+    """Validate one block against the records stored now and commit it; again if another writer won."""
+    dataset = settings.dataset
+    ids = as_text(raw, dataset.id_column) if dataset.id_column in raw.column_names else None
+    for _ in range(COMMIT_ATTEMPTS):
+        version = store.version("records")
+        stored = stored_ids(store, ids, version) if ids is not None else set()
+        checked = validate_rows(raw, dataset, stored, first_row=first_row)
+        try:
+            return _commit_block(store, checked, batch, name, now, version)
+        except Conflict:
+            continue
+    raise CommitError(f"{name}: records lost {COMMIT_ATTEMPTS} races with other writers; run ingest again")
 
 
 @task(cache_policy=NO_CACHE, task_run_name="ingest {path.name}")
@@ -87,17 +107,13 @@ def ingest_file(store: Warehouse, settings: Settings, path: Path) -> FileReport:
     report = FileReport(name=path.name, batch=batch_id("ingest", digest))
     now = pd.Timestamp(utc_now())
     first_row, done_before, committed = 1, 0, 0
-    dataset = settings.dataset
     try:
         for number, raw in enumerate(read_blocks(path, settings.scoring.chunk_rows)):
             batch = batch_id("ingest", digest, number)
             if store.has_batch("records", batch):
                 done_before += 1
             else:
-                ids = as_text(raw, dataset.id_column) if dataset.id_column in raw.column_names else None
-                stored = stored_ids(store, ids, batch) if ids is not None else set()
-                checked = validate_rows(raw, dataset, stored, first_row=first_row)
-                checked = _commit_block(store, checked, batch, path.name, now)
+                checked = _store_block(store, settings, raw, batch, path.name, now, first_row)
                 report.stored += checked.good.num_rows
                 report.quarantined += raw.num_rows - checked.good.num_rows  # now or by a killed earlier run
                 for reason, n in _reasons(checked.bad).items():
@@ -163,6 +179,7 @@ def ingest(config: str | None = None) -> list[FileReport]:
         reports.append(report)
     stored = sum(r.stored for r in reports)
     quarantined = sum(r.quarantined for r in reports)
+    publish(store)
     logger.info("ingested %d file(s): %d rows stored, %d quarantined", len(reports), stored, quarantined)
     create_markdown_artifact(key="ingest-summary", markdown=_summary(reports), description="ingest")
     return reports

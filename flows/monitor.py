@@ -23,7 +23,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name, dashboard_url, is_deployed, report_url, start_retrain
-from flows.runtime import open_store, run_name, settings_from, utc_now
+from flows.runtime import open_store, publish, run_name, settings_from, utc_now
 from pipeline.config import Settings
 from pipeline.triggers import Measured, RetrainDue, measure_quality, quality_dropped, retrain_due
 from warehouse.registry import champion, new_labels_since_training
@@ -282,6 +282,7 @@ def monitor(config: str | None = None) -> MonitorOutcome:
     store.commit(
         "monitoring", report_id, _monitoring_rows([*metrics, decision], common), partition=now.date().isoformat()
     )
+    publish(store)
     outcome = MonitorOutcome(report_id, str(report_path), alerts, due, True, report_urls)
     cannot_retrain = None
     if due.due and is_deployed():

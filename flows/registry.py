@@ -2,7 +2,11 @@
 
 The `models` batch goes last and holds every event of the decision (trained, promoted or rejected,
 retired), so a registry reader sees a decision whole or not at all. A run killed before it leaves
-files nobody refers to; the next run writes them again.
+files nobody refers to, under a version number nobody else will take (`claim_version`).
+
+The `models` commit also claims, in the log, what must happen once only: its version number, its
+training fingerprint, and (when it promotes) the champion. Two runs racing for any of these conflict:
+one lands, the other gets `Conflict` and decides again on what the winner wrote.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def register_version(
         "libraries": {name: package_version(name) for name in LIBRARIES} | {"python": platform.python_version()},
     }
     hashes = save_version(model, folder, metadata)
+    labelled = pd.concat([train, holdout]).get("labelled_at")
     reference = reference_set(model, train, holdout, settings.dataset).assign(model_version=version)
     store.commit(
         "reference",
@@ -70,7 +75,6 @@ def register_version(
         partition=version,
     )
     now = utc_now()
-    ids = pd.concat([train["record_id"], holdout["record_id"]])
     trained = {
         "model_version": version,
         "event_at": now,
@@ -82,10 +86,11 @@ def register_version(
         "threshold": model.threshold,
         "train_rows": len(train),
         "holdout_rows": len(holdout),
-        "data_from": ids.min(),
-        "data_to": ids.max(),
+        # The labels' time range (none for the reference file). Never record ids: they would survive erasure.
+        "data_from": None if labelled is None or labelled.isna().all() else str(labelled.min()),
+        "data_to": None if labelled is None or labelled.isna().all() else str(labelled.max()),
         "fingerprint": fingerprint,
-        "artifact_dir": str(folder),
+        "artifact_dir": version,  # relative to the models root: a moved project still finds it
         "artifact_sha256": json.dumps(hashes, sort_keys=True),
     }
     rows = [
@@ -96,12 +101,24 @@ def register_version(
         }
         for e in events
     ]
-    commit_events(store, rows, batch_id("models", version, fingerprint))
+    commit_events(
+        store,
+        rows,
+        batch_id("models", version, fingerprint),
+        claims=[f"version/{version}", f"fingerprint/{fingerprint}"],
+    )
 
 
-def commit_events(store: Warehouse, rows: list[dict[str, Any]], batch: str) -> None:
-    """Append registry rows as one batch; columns a row does not name are null."""
+CHAMPION_CLAIM = "champion"
+
+
+def commit_events(store: Warehouse, rows: list[dict[str, Any]], batch: str, claims: list[str] | None = None) -> bool:
+    """Append registry rows as one batch; columns a row does not name are null. A batch that promotes
+    claims the champion: two promotions at once conflict (`Conflict`) instead of both landing."""
     schema = store.table("models").schema
     filled = [{name: row.get(name) for name in schema.names} for row in rows]
     day = rows[0]["event_at"].date().isoformat()
-    store.commit("models", batch, pa.Table.from_pylist(filled, schema=schema), partition=day)
+    marks = [(claim, 0) for claim in claims or []]
+    if any(row.get("event") == "promoted" for row in rows):
+        marks.append((CHAMPION_CLAIM, 0))
+    return store.commit("models", batch, pa.Table.from_pylist(filled, schema=schema), partition=day, marks=marks)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -12,14 +14,14 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name
 from flows.registry import Event, commit_events, register_version
-from flows.runtime import load_champion, open_store, run_name, settings_from, utc_now
-from pipeline.artifacts import verify_version
+from flows.runtime import artifact_path, load_champion, open_store, publish, run_name, settings_from, utc_now
+from pipeline.artifacts import claim_version, verify_version
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.model import ScoringModel
 from pipeline.retraining import Comparison, RetrainData, compare, split_for_retraining, train_challenger
-from warehouse.registry import champion, next_version, previous_champion, registered, version_with_fingerprint
-from warehouse.store import Warehouse, batch_id
+from warehouse.registry import champion, highest_version, previous_champion, registered, version_with_fingerprint
+from warehouse.store import Conflict, Warehouse, batch_id
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
     logger = get_run_logger()
     settings = settings_from(config)
     store = open_store(settings)
-    champion_model = load_champion(store)
+    champion_model = load_champion(store, settings)
     data = load_training_data(store, settings, champion_model.version)
     if data.new_rows == 0 and not force:
         reason = "no labelled production rows beyond the champion's training data yet; nothing to retrain on"
@@ -122,44 +124,63 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
     print_ = fingerprint(settings, champion_model.version, data)
     with store.connect() as con:
         existing = version_with_fingerprint(con, print_)
-        version = next_version(con, print_)
+        first = highest_version(con) + 1
     if existing:
         reason = f"{existing} was already trained from this champion and these labels; nothing to do"
         logger.info(reason)
         _nothing_to_do(reason, trigger, champion_model.version)
         return RetrainDecision(champion=champion_model.version, challenger=existing, promoted=False, reason=reason)
 
+    version = claim_version(settings.models_dir, first, print_)
     challenger, comparison = challenge(data, settings, champion_model, version)
-    events = [Event(version, "trained", f"challenger to {champion_model.version}; trigger: {trigger}")]
+    details = {
+        "trigger": trigger,
+        "strategy": settings.retrain.strategy,
+        "comparison": {
+            "metric": comparison.metric,
+            "margin": comparison.margin,
+            "holdout_rows": comparison.holdout_rows,
+            "champion": {"version": champion_model.version, **comparison.champion},
+            "challenger": {"version": version, **comparison.challenger},
+        },
+    }
+    trained = Event(version, "trained", f"challenger to {champion_model.version}; trigger: {trigger}")
     if comparison.promote:
-        events += [
+        events = [
+            trained,
             Event(version, "promoted", comparison.reason),
             Event(champion_model.version, "retired", f"replaced by {version}: {comparison.reason}"),
         ]
     else:
-        events.append(Event(version, "rejected", comparison.reason))
-    register_version(
+        events = [trained, Event(version, "rejected", comparison.reason)]
+    register = functools.partial(
+        register_version,
         store,
         settings,
         challenger,
         train=data.train,
         holdout=data.holdout,
         metrics=comparison.challenger,
-        details={
-            "trigger": trigger,
-            "strategy": settings.retrain.strategy,
-            "comparison": {
-                "metric": comparison.metric,
-                "margin": comparison.margin,
-                "holdout_rows": comparison.holdout_rows,
-                "champion": {"version": champion_model.version, **comparison.champion},
-                "challenger": {"version": version, **comparison.challenger},
-            },
-        },
+        details=details,
         fingerprint=print_,
-        events=events,
         actor=f"retrain ({trigger})",
     )
+    try:
+        register(events=events)
+    except Conflict:
+        with store.connect() as con:
+            existing = version_with_fingerprint(con, print_)
+        if existing:
+            reason = f"{existing} was trained from this champion and these labels by a concurrent run; {version} unused"
+            logger.info(reason)
+            _nothing_to_do(reason, trigger, champion_model.version)
+            return RetrainDecision(champion=champion_model.version, challenger=existing, promoted=False, reason=reason)
+        # Another run promoted a model meanwhile: this challenger was compared with a champion that is no
+        # longer in production, so it is not promoted.
+        raced = f"{comparison.reason}; not promoted: the champion changed while it was compared, retrain again"
+        comparison = dataclasses.replace(comparison, promote=False, reason=raced)
+        register(events=[trained, Event(version, "rejected", raced)])
+    publish(store)
     (logger.info if comparison.promote else logger.warning)("%s", comparison.reason)
     create_markdown_artifact(
         key="retrain-decision",
@@ -187,7 +208,7 @@ def promote(version: str, reason: str, actor: str, config: str | None = None) ->
         raise ValueError(f"no model version {version!r} in the registry; `scorehouse status` lists them")
     if current is not None and current.version == version:
         raise ValueError(f"{version} is already the champion")
-    verify_version(target.artifact_dir, target.sha256)
+    verify_version(artifact_path(settings, target.artifact_dir), target.sha256)
     now = utc_now()
     rows = [{"model_version": version, "event": "promoted", "event_at": now, "reason": reason, "actor": actor}]
     if current is not None:
@@ -200,7 +221,13 @@ def promote(version: str, reason: str, actor: str, config: str | None = None) ->
                 "actor": actor,
             }
         )
-    commit_events(store, rows, batch_id("promote", version, now.isoformat()))
+    try:
+        commit_events(store, rows, batch_id("promote", version, now.isoformat()))
+    except Conflict:
+        raise ValueError(
+            f"another promotion landed while {version} was being promoted; check `champion_history`"
+        ) from None
+    publish(store)
     get_run_logger().info("%s promoted by %s: %s", version, actor, reason)
     return version
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import duckdb
 
 from pipeline.artifacts import ArtifactError, load_version
 from pipeline.config import Settings, load_settings
@@ -21,20 +24,41 @@ def settings_from(config: str | None) -> Settings:
 
 
 def open_store(settings: Settings) -> Warehouse:
-    """The warehouse, its folders and schema files created and its catalog up to date."""
+    """The warehouse, its tables created and its catalog up to date."""
     dataset = settings.dataset
     store = open_warehouse(
-        settings.warehouse_dir,
+        settings.warehouse_location,
         {f.name: f.kind for f in dataset.features},
         event_time=dataset.event_time_column is not None,
+        catalog=settings.catalog_path,
     )
     store.init()
-    store.clean_staging()  # temporary files of killed runs: never visible, now gone
-    build_catalog(store)
+    publish(store)
     return store
 
 
-def load_champion(store: Warehouse) -> ScoringModel:
+def publish(store: Warehouse) -> None:
+    """Point the people's catalog at the tables' current files (after a flow's commits changed them).
+
+    DuckDB reads object storage only through its httpfs extension, which is never downloaded here: for a
+    warehouse on S3 the catalog is written only where that extension is installed.
+    """
+    try:
+        build_catalog(store)
+    except duckdb.Error as error:
+        if not store.remote:
+            raise
+        store.catalog.unlink(missing_ok=True)  # a catalog that no longer follows the tables would mislead
+        logging.getLogger(__name__).warning(
+            "no catalog at %s: DuckDB reads %s only with its httpfs extension (%s); install it where people "
+            "query the warehouse, then run `scorehouse catalog`",
+            store.catalog,
+            store.location,
+            str(error).splitlines()[0],
+        )
+
+
+def load_champion(store: Warehouse, settings: Settings) -> ScoringModel:
     """The champion's model, after its files were checked against the registry's sha256."""
     with store.connect() as con:
         registered = champion(con)
@@ -42,7 +66,13 @@ def load_champion(store: Warehouse) -> ScoringModel:
         raise ArtifactError(
             "there is no champion model yet: run `scorehouse train`, or the train/scorehouse deployment, first"
         )
-    return load_version(registered.artifact_dir, registered.sha256)
+    return load_version(artifact_path(settings, registered.artifact_dir), registered.sha256)
+
+
+def artifact_path(settings: Settings, stored: Path) -> Path:
+    """A version's folder under the models root. The registry stores it relative to that root, so a moved
+    or restored project still finds its models; an absolute path (older registries) keeps only its name."""
+    return settings.models_dir / (stored.name if stored.is_absolute() else stored)
 
 
 _clock_offset = timedelta(0)

@@ -13,14 +13,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name
-from flows.runtime import load_champion, open_store, run_name, settings_from, utc_now
+from flows.runtime import load_champion, open_store, publish, run_name, settings_from, utc_now
 from pipeline.model import ScoringModel
-from warehouse.store import Warehouse, batch_id, repeat
-
-PENDING_SQL = """
-    SELECT r.* FROM records r
-    ANTI JOIN (SELECT record_id FROM predictions WHERE model_version = $version) p USING (record_id)
-"""
+from warehouse import scoring
+from warehouse.scoring import Unit
+from warehouse.store import Conflict, Warehouse, batch_id, repeat
 
 
 @dataclass(frozen=True)
@@ -31,7 +28,7 @@ class ScoreReport:
     positives: int
 
 
-def predictions_table(model: ScoringModel, chunk: pa.RecordBatch, scored_at: object) -> pa.Table:
+def predictions_table(model: ScoringModel, chunk: pa.Table, scored_at: object) -> pa.Table:
     """Score one chunk of records and shape it as `predictions` rows."""
     frame = chunk.select(["record_id", *model.feature_names]).to_pandas()
     scores, labels, vectors = model.score(frame)
@@ -51,45 +48,70 @@ def predictions_table(model: ScoringModel, chunk: pa.RecordBatch, scored_at: obj
     )
 
 
-def chunk_batch_id(model_version: str, ids: pa.Array) -> str:
+def chunk_batch_id(model_version: str, ids: pa.Array | pa.ChunkedArray) -> str:
     """The same records scored by the same version give the same batch: a repeat commit is a no-op."""
     hashes = pd.util.hash_array(ids.to_numpy(zero_copy_only=False).astype(object))
     digest = hashlib.sha256(hashes.tobytes()).hexdigest()
     return batch_id("score", model_version, digest)
 
 
-@task(cache_policy=NO_CACHE, task_run_name="score chunk {number}")
-def score_chunk(store: Warehouse, model: ScoringModel, chunk: pa.RecordBatch, number: int) -> int:
-    """Embed, score and commit one chunk as one atomic batch; returns how many positives it predicted."""
+@task(cache_policy=NO_CACHE, task_run_name="score unit {number}")
+def score_unit(store: Warehouse, model: ScoringModel, unit: Unit, number: int) -> int:
+    """Embed, score and commit one unit as one atomic batch that advances the watermark; returns how many
+    positives it predicted. A concurrent run that committed first makes this raise `Conflict`."""
     now = utc_now()
-    table = predictions_table(model, chunk, now)
+    if unit.rows.num_rows:
+        table = predictions_table(model, unit.rows, now)
+    else:  # nothing new: the commit only records the watermark
+        table = store.table("predictions").schema.empty_table()
     store.commit(
-        "predictions", chunk_batch_id(model.version, chunk.column("record_id")), table, partition=now.date().isoformat()
+        "predictions",
+        batch_id(chunk_batch_id(model.version, unit.rows.column("record_id")), unit.watermark),
+        table,
+        partition=now.date().isoformat(),
+        marks=[(scoring.watermark_app(model.version), unit.watermark)],
     )
     return int(np.sum(table.column("label").to_numpy(zero_copy_only=False) == model.classes[1]))
 
 
+@task(cache_policy=NO_CACHE)
+def refresh_current(store: Warehouse) -> int:
+    """Bring `predictions_current` up to date with the new rows of `predictions`; returns how many."""
+    return scoring.refresh_current(store)
+
+
 @flow(name="score", flow_run_name=run_name("score"))
 def score(config: str | None = None) -> ScoreReport:
-    """Score every record the champion has not scored yet, in chunks of `scoring.chunk_rows` rows.
+    """Score every record the champion has not scored yet, in units of about `scoring.chunk_rows` rows.
 
-    Memory is bounded by the chunk size: records stream from DuckDB and each chunk is committed
-    before the next is read. A killed run leaves whole chunks only; the next run scores the rest.
+    Work is found by a watermark, not by comparing all records with all predictions: each unit's commit
+    records the `records` version the champion has scored up to (warehouse/scoring.py). Memory is bounded
+    by the unit size; a killed run leaves whole units only and the next run goes on from the watermark;
+    a run racing another one for the same model loses in the log and plans again from the new watermark.
     """
     logger = get_run_logger()
     settings = settings_from(config)
     store = open_store(settings)
-    model = load_champion(store)
+    model = load_champion(store, settings)
     scored = chunks = positives = 0
-    with store.connect() as con:
-        reader = con.sql(PENDING_SQL, params={"version": model.version}).to_arrow_reader(settings.scoring.chunk_rows)
-        for chunk in _rebatched(reader, settings.scoring.chunk_rows):
-            chunks += 1
-            positives += score_chunk(store, model, chunk, chunks)
-            scored += chunk.num_rows
+    for _ in range(scoring.PLAN_ATTEMPTS):
+        try:
+            for unit in scoring.pending_units(store, model.version, model.feature_names, settings.scoring.chunk_rows):
+                chunks += 1
+                positives += score_unit(store, model, unit, chunks)
+                scored += unit.rows.num_rows
+            break
+        except Conflict:
+            logger.info("another run scored with %s at the same time; planning again from its watermark", model.version)
+    else:
+        raise RuntimeError(
+            f"scoring with {model.version} lost {scoring.PLAN_ATTEMPTS} races with other runs; run again"
+        )
+    refresh_current(store)
+    publish(store)
     report = ScoreReport(model_version=model.version, scored=scored, chunks=chunks, positives=positives)
     logger.info(
-        "scored %d records with %s in %d chunk(s); %d predicted %s",
+        "scored %d records with %s in %d unit(s); %d predicted %s",
         scored,
         model.version,
         chunks,
@@ -98,25 +120,9 @@ def score(config: str | None = None) -> ScoreReport:
     )
     create_markdown_artifact(
         key="score-summary",
-        markdown=f"# Score\n\n{scored} records scored by **{model.version}** in {chunks} chunk(s); "
+        markdown=f"# Score\n\n{scored} records scored by **{model.version}** in {chunks} unit(s); "
         f"{positives} predicted `{model.classes[1]}` at threshold {model.threshold}.",
         description=f"score {model.version}",
     )
     add_to_run_name(model.version)
     return report
-
-
-def _rebatched(reader: pa.RecordBatchReader, size: int):  # type: ignore[no-untyped-def]
-    """Batches of exactly `size` rows (the last may be smaller), whatever sizes the reader yields."""
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in reader:
-        pending.append(batch)
-        count += batch.num_rows
-        while count >= size:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, size).combine_chunks().to_batches()[0]
-            rest = table.slice(size)
-            pending, count = rest.to_batches(), rest.num_rows
-    if count:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]

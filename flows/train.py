@@ -12,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name
 from flows.registry import Event, register_version
-from flows.runtime import open_store, run_name, settings_from
-from pipeline.artifacts import sha256_of
+from flows.runtime import open_store, publish, run_name, settings_from
+from pipeline.artifacts import claim_version, sha256_of
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.training import (
@@ -22,8 +22,8 @@ from pipeline.training import (
     train_and_evaluate,
 )
 from pipeline.validate import read_incoming, validate_rows
-from warehouse.registry import champion, next_version, version_with_fingerprint
-from warehouse.store import Warehouse
+from warehouse.registry import champion, highest_version, version_with_fingerprint
+from warehouse.store import Conflict, Warehouse
 
 
 @task(cache_policy=NO_CACHE)
@@ -114,14 +114,27 @@ def train(config: str | None = None) -> str:
     print_ = fingerprint(settings)
     with store.connect() as con:
         existing = version_with_fingerprint(con, print_)
-        version = next_version(con, print_)
+        first = highest_version(con) + 1
     if existing:
         logger.info("%s was already trained from this data and these settings; nothing to do", existing)
         add_to_run_name(f"{existing} (already trained)")
         return existing
+    version = claim_version(settings.models_dir, first, print_)
     reference = load_reference(settings)
     result = fit(reference, settings, version)
-    promoted = register(store, settings, result, print_)
+    try:
+        promoted = register(store, settings, result, print_)
+    except Conflict:
+        # Another training registered at the same moment: the same data (then its version stands), or the
+        # first champion (then this version is registered again, without the promotion).
+        with store.connect() as con:
+            existing = version_with_fingerprint(con, print_)
+        if existing:
+            logger.info("%s was trained from this data by a concurrent run; %s is left unused", existing, version)
+            add_to_run_name(f"{existing} (trained concurrently)")
+            return existing
+        promoted = register(store, settings, result, print_)
+    publish(store)
     logger.info(
         "trained %s on %d rows: hold-out ROC AUC %.3f (%s)%s",
         version,

@@ -36,8 +36,33 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+CLAIM_FILE = ".claim"
+
+
+def claim_version(models_dir: Path, first: int, fingerprint: str) -> str:
+    """Allocate the version number `v<n>` (n >= first, not registered yet) by creating its folder: `mkdir`
+    succeeds for one process only, on a local or shared file system, so two trainings of different data
+    never get the same number. The folder names what it was claimed for; a training of the same data
+    (the same `fingerprint`) takes an unregistered claim over: that is a killed run's work, finished now,
+    or a concurrent run of the same work, which produces the same files and registers once."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    number = max(first, 1)
+    while True:
+        folder = models_dir / f"v{number}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            claim = folder / CLAIM_FILE
+            if claim.is_file() and claim.read_text().strip() == fingerprint:
+                return folder.name
+            number += 1
+            continue
+        (folder / CLAIM_FILE).write_text(fingerprint)
+        return folder.name
+
+
 def save_version(model: ScoringModel, folder: Path, metadata: dict[str, Any]) -> dict[str, str]:
-    """Write the version's files into `folder` (which must not exist yet) and return their sha256s.
+    """Write the version's files into `folder` (empty, claimed by `claim_version`) and return their sha256s.
 
     Files go to a temporary sibling folder first, which is renamed into place: a killed save
     leaves no half-written version behind.
@@ -55,7 +80,7 @@ def save_version(model: ScoringModel, folder: Path, metadata: dict[str, Any]) ->
             with open(temporary / name, "rb") as handle:
                 os.fsync(handle.fileno())
         if folder.exists():
-            shutil.rmtree(folder)  # a version folder the registry never recorded: a killed earlier save
+            shutil.rmtree(folder)  # the claimed, empty folder (or what a killed save of this run left)
         os.replace(temporary, folder)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)

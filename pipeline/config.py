@@ -168,6 +168,24 @@ class Retrain(_Strict):
     )
 
 
+class Maintenance(_Strict):
+    """What `maintain` keeps: the warehouse's old file versions and the run-time leftovers."""
+
+    retention_days: float = Field(
+        7,
+        ge=0,
+        description="files replaced by compaction or erasure are vacuumed after this long; it bounds time "
+        "travel (`catalog --as-of`) and must outlast any reader holding an old catalog",
+    )
+    target_file_mb: int = Field(128, gt=0, description="compaction merges small files into files of about this size")
+    reports_days: float = Field(
+        90, ge=0, description="monitoring HTML reports and snapshots older than this are removed"
+    )
+    handled_files_days: float = Field(
+        30, ge=0, description="files in the processed and rejected folders older than this are removed"
+    )
+
+
 class Paths(_Strict):
     """Folders; relative paths resolve from the config file's folder."""
 
@@ -175,7 +193,11 @@ class Paths(_Strict):
     feedback: Path = Path("data/feedback")
     processed_files: Path = Path("data/processed")
     rejected_files: Path = Path("data/rejected")
-    warehouse: Path = Path("data/warehouse")
+    # A folder, or object storage: `s3://bucket/prefix` (credentials and endpoint from the AWS_* variables).
+    warehouse: str = "data/warehouse"
+    # The DuckDB catalog of views for people; default: `warehouse.duckdb` in the warehouse folder (or, for a
+    # warehouse on object storage, in `data/`: DuckDB writes only local files).
+    catalog: Path | None = None
     models: Path = Path("artifacts/models")
     reports: Path = Path("artifacts/reports")
 
@@ -196,6 +218,7 @@ class Settings(BaseSettings):
     scoring: Scoring = Scoring()
     monitoring: Monitoring = Monitoring()
     retrain: Retrain = Retrain()
+    maintenance: Maintenance = Maintenance()
     paths: Paths = Paths()
     base_dir: Path = Field(REPO_ROOT, description="folder relative paths resolve from (the config file's folder)")
 
@@ -237,8 +260,30 @@ class Settings(BaseSettings):
         return self.resolve(self.paths.rejected_files)
 
     @property
+    def warehouse_location(self) -> str:
+        """The warehouse root: an object-storage URI as given, or an absolute folder."""
+        if "://" in self.paths.warehouse:
+            return self.paths.warehouse.rstrip("/")
+        return str(self.resolve(Path(self.paths.warehouse)))
+
+    @property
+    def warehouse_is_remote(self) -> bool:
+        return "://" in self.paths.warehouse
+
+    @property
     def warehouse_dir(self) -> Path:
-        return self.resolve(self.paths.warehouse)
+        """The local folder of the warehouse (for one on object storage: where its catalog is kept)."""
+        if self.warehouse_is_remote:
+            return self.catalog_path.parent
+        return self.resolve(Path(self.paths.warehouse))
+
+    @property
+    def catalog_path(self) -> Path:
+        if self.paths.catalog is not None:
+            return self.resolve(self.paths.catalog)
+        if self.warehouse_is_remote:
+            return self.resolve(Path("data/warehouse.duckdb"))
+        return self.resolve(Path(self.paths.warehouse)) / "warehouse.duckdb"
 
     @property
     def models_dir(self) -> Path:

@@ -150,7 +150,7 @@ def validate_rows(
     for feature in dataset.features:
         columns[feature.name] = _check_feature(raw, feature, problems)
     columns["row_number"] = pa.array(np.arange(first_row, first_row + raw.num_rows, dtype=np.int64))
-    columns["row_hash"] = pa.array(row_hash(list(columns.values())[:-1]))
+    columns["row_hash"] = pa.array(row_hash(list(columns.values())[:-1]).view(np.int64))  # stored as int64
     keep = pa.array(~problems.any())
     return Validated(good=pa.table(columns).filter(keep), bad=problems.table(ids))
 

@@ -1,8 +1,14 @@
-"""The DuckDB catalog: a database file that holds only views over the Parquet tables.
+"""The DuckDB catalog: a database file that holds only views over the Delta tables' current files.
 
-Flows never write it. It is rebuilt only when its views must change (or the warehouse moved), into
-a temporary file that then replaces the old one atomically, so readers holding the old file open
-keep working. Views use absolute paths: a reader gets answers from any working directory.
+DuckDB 2.x bundles no Delta reader and nothing may be downloaded at run time, so each table's view
+lists the files of one snapshot explicitly (`read_parquet([...])`, absolute paths or URIs: a reader
+gets answers from any working directory). Flows never open the catalog for writing; it is rebuilt when
+a commit changed a table's files, into a temporary file that then replaces the old one atomically. A
+reader holding the old file keeps a consistent snapshot until the vacuum retention removes its files,
+which is why the retention must outlast any reader.
+
+`as_of` builds the same views over the snapshots of a past moment (time travel, within the retention):
+the catalog an auditor opens to see what was published then.
 """
 
 from __future__ import annotations
@@ -10,53 +16,77 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from warehouse.store import SAFE_DUCKDB_CONFIG, Warehouse
 
 CATALOG_FILE = "warehouse.duckdb"
 
 
-def _fingerprint(definitions: list[tuple[str, str]]) -> str:
-    return hashlib.sha256(repr(definitions).encode()).hexdigest()[:16]
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _empty_select(schema: pa.Schema) -> str:
+    """A typed query with no rows: the view of a table that has no file yet."""
+    with duckdb.connect(config=SAFE_DUCKDB_CONFIG) as con:  # a private connection: callers may run in threads
+        types = con.from_arrow(schema.empty_table()).types
+    columns = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in zip(schema.names, types, strict=True))
+    return f"SELECT {columns} WHERE false"
+
+
+def table_sql(files: list[str], schema: pa.Schema) -> str:
+    if not files:
+        return _empty_select(schema)
+    listed = ", ".join(_literal(f) for f in sorted(files))
+    # union_by_name: a file written before a column was added (an explicit schema change) lacks it.
+    return f"SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+
+
+def definitions(store: Warehouse, as_of: datetime | None = None) -> list[tuple[str, str]]:
+    """Every view, in creation order: one per table over its snapshot's files, then the derived ones."""
+    tables = [(name, table_sql(store.files(name, as_of), table.schema)) for name, table in store.tables.items()]
+    return tables + list(store.views.items())
+
+
+def _fingerprint(views: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(repr(views).encode()).hexdigest()[:16]
 
 
 def catalog_path(store: Warehouse) -> Path:
-    return store.root / CATALOG_FILE
+    """Where the warehouse's catalog is kept (`paths.catalog`; by default beside the tables)."""
+    return store.catalog
 
 
-def _fingerprint_path(store: Warehouse) -> Path:
-    return store.root / f".{CATALOG_FILE}.fingerprint"
+def _fingerprint_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.fingerprint")
 
 
-def catalog_is_current(store: Warehouse) -> bool:
-    """Whether the catalog holds today's views. Read from a side file, not by opening the catalog:
-    DuckDB refuses a second connection with other settings to a file this process already has open."""
-    marker = _fingerprint_path(store)
-    if not catalog_path(store).exists() or not marker.exists():
-        return False
-    return marker.read_text().strip() == _fingerprint(store.definitions())
-
-
-def build_catalog(store: Warehouse) -> Path:
-    """Write the catalog if its views changed; an unchanged catalog is left alone. Returns its path."""
-    path = catalog_path(store)
-    if catalog_is_current(store):
+def build_catalog(store: Warehouse, path: Path | None = None, as_of: datetime | None = None) -> Path:
+    """Write the catalog (at `path`, by default the warehouse's) if its views changed; an unchanged catalog
+    is left alone. Returns its path."""
+    path = path or store.catalog
+    views = definitions(store, as_of)
+    marker = _fingerprint_path(path)
+    fingerprint = _fingerprint(views)
+    if path.exists() and marker.exists() and marker.read_text().strip() == fingerprint:
         return path
-    definitions = store.definitions()
-    temporary = store.root / f".{CATALOG_FILE}.{uuid.uuid4().hex}.tmp"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         # Written in the oldest storage format that holds views, so DuckDB 1.x CLIs can open it too.
         with duckdb.connect(
             str(temporary), config={**SAFE_DUCKDB_CONFIG, "storage_compatibility_version": "v1.0.0"}
         ) as con:
-            for name, sql in definitions:
+            for name, sql in views:
                 con.execute(f"CREATE VIEW {name} AS {sql}")
             con.execute("CHECKPOINT")
         os.replace(temporary, path)
-        _fingerprint_path(store).write_text(_fingerprint(definitions))
+        marker.write_text(fingerprint)
     finally:
         temporary.unlink(missing_ok=True)
         Path(f"{temporary}.wal").unlink(missing_ok=True)

@@ -1,7 +1,9 @@
 """The tables of the warehouse and their columns.
 
 `record_id` is the dataset's id column under one name in every table (always text, so any id
-survives). Timestamps are UTC. Each table is partitioned by the day its rows were written.
+survives). Timestamps are UTC. Each table has a column with the day its rows were written (for
+filtering by day) and the batch that wrote them. Every table's schema is a contract: a commit is cast
+to it, and a change of it is explicit (a new column here, files written before it read as null).
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def records_schema(features: Mapping[str, FeatureKind], event_time: bool) -> pa.
     fields += [
         pa.field("source_file", pa.string()),
         pa.field("row_number", pa.int64()),
-        pa.field("row_hash", pa.uint64()),  # hash of the stored values
+        pa.field("row_hash", pa.int64()),  # hash of the stored values (64 bits; Delta has no unsigned type)
         pa.field("ingested_at", TS),
         pa.field("ingested_on", pa.string()),
         pa.field("batch_id", pa.string()),
@@ -165,26 +167,58 @@ def reference_schema(features: Mapping[str, FeatureKind]) -> pa.Schema:
     )
 
 
+ERASURES = pa.schema(
+    [
+        ("erasure_id", pa.string()),
+        ("requested_at", TS),
+        ("actor", pa.string()),
+        ("reason", pa.string()),
+        ("ids", pa.int64()),  # how many ids were asked for; the ids themselves are never stored
+        ("ids_sha256", pa.string()),  # a digest of the sorted ids, to prove later which request this was
+        ("rows_json", pa.string()),  # table -> rows removed
+        ("erased_on", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+# Statistics in the log only for times and versions: never ids or values (see `Table.stats_columns`).
+_STATS = {
+    "records": ("ingested_at",),
+    "quarantine": ("quarantined_at",),
+    "predictions": ("model_version", "scored_at"),
+    "predictions_current": ("model_version", "scored_at"),
+    "models": ("event_at",),
+    "reference": ("model_version",),
+    "feedback": ("received_at",),
+    "feedback_rejects": ("rejected_at",),
+    "monitoring": ("run_at",),
+    "erasures": ("requested_at",),
+}
+
+
 def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) -> list[Table]:
-    return [
-        Table(name="records", partition_by="ingested_on", schema=records_schema(features, event_time)),
+    tables = [
+        Table(name="records", partition_by="ingested_on", schema=records_schema(features, event_time), key="record_id"),
         Table(name="quarantine", partition_by="quarantined_on", schema=QUARANTINE),
         Table(name="predictions", partition_by="scored_on", schema=predictions_schema()),
+        # One row per record: its latest prediction. Kept by `score` from the new rows of `predictions`, so
+        # the question people ask most costs the same with one model version as with twenty.
+        Table(name="predictions_current", partition_by="scored_on", schema=predictions_schema()),
         Table(name="models", partition_by="event_on", schema=MODELS),
         Table(name="reference", partition_by="model_version", schema=reference_schema(features)),
         Table(name="feedback", partition_by="received_on", schema=FEEDBACK),
         Table(name="feedback_rejects", partition_by="rejected_on", schema=FEEDBACK_REJECTS),
         Table(name="monitoring", partition_by="monitored_on", schema=MONITORING),
+        Table(name="erasures", partition_by="erased_on", schema=ERASURES),
+    ]
+    return [
+        Table(name=t.name, partition_by=t.partition_by, schema=t.schema, key=t.key, stats_columns=_STATS[t.name])
+        for t in tables
     ]
 
 
 # Views for people (and the flows), over the table views. Each answers one common question.
 VIEWS: dict[str, str] = {
-    # The latest prediction per record (a new model adds rows; history stays in `predictions`).
-    "predictions_current": """
-        SELECT * FROM predictions
-        QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at DESC, model_version DESC) = 1
-    """,
     # Each period a version was champion; `champion_until` is null for the one in production now.
     "champion_history": """
         SELECT model_version, event_at AS champion_from,
@@ -232,5 +266,7 @@ VIEWS: dict[str, str] = {
 }
 
 
-def open_warehouse(root: Path, features: Mapping[str, FeatureKind], *, event_time: bool) -> Warehouse:
-    return Warehouse(root, scorehouse_tables(features, event_time=event_time), VIEWS)
+def open_warehouse(
+    root: str | Path, features: Mapping[str, FeatureKind], *, event_time: bool, catalog: Path | None = None
+) -> Warehouse:
+    return Warehouse(root, scorehouse_tables(features, event_time=event_time), VIEWS, catalog=catalog)

@@ -40,25 +40,12 @@ def version_with_fingerprint(con: duckdb.DuckDBPyConnection, fingerprint: str) -
     return str(row[0]) if row else None
 
 
-def next_version(con: duckdb.DuckDBPyConnection, fingerprint: str) -> str:
-    """`v<n>`, one above the highest version registered, unless a killed run left a reference set
-    under that number for other training data: then the number after it, so that no version ends up
-    with two reference sets. A leftover set of the same training data is finished, not renumbered."""
+def highest_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest version number registered (0 before the first training)."""
     row = con.execute(
         "SELECT coalesce(max(TRY_CAST(substr(model_version, 2) AS INTEGER)), 0) FROM models WHERE event = 'trained'"
     ).fetchone()
-    number = int(row[0]) + 1 if row else 1
-    while True:
-        version = f"v{number}"
-        batches = {
-            b
-            for (b,) in con.execute(
-                "SELECT DISTINCT batch_id FROM reference WHERE model_version = ?", [version]
-            ).fetchall()
-        }
-        if not batches or batches == {reference_batch(version, fingerprint)}:
-            return version
-        number += 1
+    return int(row[0]) if row else 0
 
 
 def reference_batch(version: str, fingerprint: str) -> str:

@@ -1,58 +1,71 @@
-"""Immutable Parquet batches with atomic, idempotent commits.
+"""Delta Lake tables with exactly-once commits, on a local folder or object storage.
 
-A table is a folder of Hive-style partitions (`<table>/<key>=<value>/<batch_id>.parquet`). A batch
-is one file, written under `_staging/` (outside every view's glob), fsynced, then renamed into place
-with `os.replace`: a reader sees the whole batch or none of it. Batch ids are derived from the
-batch's inputs, so committing the same batch again is a no-op, and a run killed at any point is
-finished by the next run. Each table also holds a zero-row `_schema.parquet` so its view exists (and
-has its columns typed) before the first batch lands.
+Each table is a Delta table (the `deltalake` package, delta-rs) under one storage root: a folder, or
+an `s3://bucket/prefix` URI with credentials and endpoint from the standard AWS environment variables.
+The transaction log gives what a folder of files could not: a commit of many files is atomic on any
+storage, compaction and deletes replace files atomically, old versions stay readable until vacuumed,
+and concurrent writers are checked against each other.
+
+Exactly once. Every commit names the batch it publishes as a Delta application transaction (`txn`,
+app id = the batch id, derived from the batch's inputs, never from a streaming order). A batch already
+in the log is not written again, and two writers publishing the same batch at once conflict in the log:
+one lands, the other finds the batch there. A commit may also advance a watermark (another app id whose
+version is a position in a source table, e.g. "the records version the champion scored up to"); writers
+of the same watermark conflict the same way. Tables with a `key` (records: an id is stored once) are
+written serially: every commit to them names the table's writer claim and is made from the snapshot
+its rows were checked against, so a commit that landed in between makes it fail with `Conflict`, and
+the writer checks its rows again (an append costs milliseconds; a MERGE would read the whole table).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-STAGING = "_staging"
-SCHEMA_FILE = "_schema.parquet"
+# How often a commit that lost a race with a commit of other work is tried again (delta-rs retries
+# non-conflicting races itself; these are the logical conflicts).
+COMMIT_ATTEMPTS = 5
 
 
 class CommitError(RuntimeError):
     """A batch could not be written; nothing of it is visible."""
 
 
+class Conflict(RuntimeError):
+    """A concurrent commit changed what this commit was computed from: compute it again, then commit."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Table:
-    """A table's name, its partition column (a string column inside every file) and its schema."""
+    """A table's name, its schema, the column holding the day each row was written (for filtering by day:
+    files are not partitioned by it, compaction merges days), and its key, if its values are stored once."""
 
     name: str
     partition_by: str
     schema: pa.Schema
-
-    def glob(self, root: Path) -> str:
-        return f"{_glob_literal(str(root / self.name))}/**/*.parquet"
+    key: str | None = None  # a column whose values are stored once: commits are serialised (see above)
+    # Columns the log keeps min/max statistics for. Only times and versions: the log must never hold a
+    # record's id or values in clear (an erased record would survive in the log's statistics).
+    stats_columns: tuple[str, ...] = field(default=())
 
 
 def repeat(value: object, n: int, type_: pa.DataType) -> pa.Array:
     """`value` n times, built in Arrow (a Python list of a million items costs a tenth of a second)."""
     return pa.array([value], type_).take(pa.array(np.zeros(n, dtype=np.int32)))
-
-
-def _glob_literal(path: str) -> str:
-    """`path` with glob characters escaped, so a folder named `copy [1]` matches only itself."""
-    return re.sub(r"([\[\]*?])", r"[\1]", path)
 
 
 def batch_id(*parts: object) -> str:
@@ -61,26 +74,54 @@ def batch_id(*parts: object) -> str:
     return digest.hexdigest()[:20]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def is_remote(root: str | Path) -> bool:
+    return "://" in str(root)
+
+
+def storage_options_from_env() -> dict[str, str]:
+    """delta-rs options for an S3 root from the standard AWS variables (plain HTTP for a local endpoint)."""
+    options = {
+        key.lower(): os.environ[key]
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN")
+        if os.environ.get(key)
+    }
+    if options.get("aws_endpoint_url", "").startswith("http://"):
+        options["aws_allow_http"] = "true"
+    options.setdefault("aws_region", "us-east-1")
+    # One writer per process commits through conditional puts (S3's If-None-Match), no lock table needed.
+    options.setdefault("aws_conditional_put", "etag")
+    return options
 
 
 class Warehouse:
-    """The storage root: one folder per table, written only through `commit`."""
+    """The storage root: one Delta table per table, written only through `commit` and `maintenance`."""
 
-    def __init__(self, root: Path, tables: list[Table], views: dict[str, str] | None = None) -> None:
-        self.root = root.resolve()
+    def __init__(
+        self,
+        root: str | Path,
+        tables: list[Table],
+        views: dict[str, str] | None = None,
+        storage_options: dict[str, str] | None = None,
+        catalog: Path | None = None,
+    ) -> None:
+        self.remote = is_remote(root)
+        self.location = str(root).rstrip("/") if self.remote else str(Path(root).resolve())
         self.tables = {t.name: t for t in tables}
         self.views = dict(views or {})  # name -> SQL over the tables, for people and for the flows
+        self.storage_options = (
+            storage_options if storage_options is not None else (storage_options_from_env() if self.remote else {})
+        )
+        self._open: dict[str, DeltaTable] = {}
+        if catalog is None and self.remote:
+            raise ValueError(f"a warehouse on object storage ({self.location}) needs a local path for its catalog")
+        self.catalog = catalog or Path(self.location) / "warehouse.duckdb"
 
-    def definitions(self) -> list[tuple[str, str]]:
-        """Every view, in creation order: one per table, then the derived ones."""
-        tables = [(name, f"SELECT * FROM {self.scan_sql(name)}") for name in self.tables]
-        return tables + list(self.views.items())
+    @property
+    def root(self) -> Path:
+        """The local folder of the warehouse (for an S3 root: none; callers check `remote` first)."""
+        if self.remote:
+            raise ValueError(f"{self.location} is object storage, not a local folder")
+        return Path(self.location)
 
     def table(self, name: str) -> Table:
         try:
@@ -88,91 +129,202 @@ class Warehouse:
         except KeyError:
             raise KeyError(f"no table {name!r}; known tables: {sorted(self.tables)}") from None
 
+    def uri(self, name: str) -> str:
+        return f"{self.location}/{self.table(name).name}"
+
+    # ------------------------------------------------------------------------------------- set-up
+
     def init(self) -> None:
-        """Create the table folders and their schema files; safe to run again."""
-        (self.root / STAGING).mkdir(parents=True, exist_ok=True)
+        """Create every table that does not exist yet; safe to run again, and by two processes at once."""
+        if not self.remote:
+            Path(self.location).mkdir(parents=True, exist_ok=True)
         for table in self.tables.values():
-            folder = self.root / table.name
-            folder.mkdir(parents=True, exist_ok=True)
-            schema_file = folder / SCHEMA_FILE
-            empty = table.schema.empty_table()
-            if not schema_file.exists() or not pq.read_schema(schema_file).equals(table.schema):
-                self._write_atomically(empty, schema_file)
+            try:
+                self.delta(table.name)
+            except TableNotFoundError:
+                self._create(table)
 
-    def has_batch(self, table: str, batch: str) -> bool:
-        return any((self.root / table).glob(f"*/{batch}.parquet"))
+    def _create(self, table: Table) -> None:
+        configuration = {
+            # The inserted rows of a range of versions, read without scanning history (score's watermark).
+            "delta.enableChangeDataFeed": "true",
+            "delta.dataSkippingStatsColumns": ",".join(table.stats_columns) or "batch_id",
+        }
+        try:
+            DeltaTable.create(
+                self.uri(table.name),
+                table.schema,
+                mode="ignore",  # another process created it first: fine
+                configuration=configuration,
+                storage_options=self.storage_options,
+            )
+        except DeltaError as error:  # a concurrent create won the race for version 0
+            if not self._exists(table.name):
+                raise CommitError(f"could not create table {table.name} under {self.location}: {error}") from error
 
-    def batch_path(self, table: str, batch: str, partition: str) -> Path:
-        t = self.table(table)
-        return self.root / t.name / f"{t.partition_by}={partition}" / f"{batch}.parquet"
-
-    def commit(self, table: str, batch: str, rows: pa.Table, *, partition: str) -> bool:
-        """Write `rows` as batch `batch` of `table` in `partition`, atomically.
-
-        Returns False, writing nothing, when that batch is already committed. The partition and
-        batch-id columns are filled here; every other column of the schema must be in `rows`.
-        An empty batch is committed too: it records that the input was handled.
-        """
-        t = self.table(table)
-        if self.has_batch(t.name, batch):
+    def _exists(self, name: str) -> bool:
+        try:
+            DeltaTable(self.uri(name), storage_options=self.storage_options)
+        except TableNotFoundError:
             return False
-        for name, value in ((t.partition_by, partition), ("batch_id", batch)):
-            if name in t.schema.names:
-                column = repeat(value, rows.num_rows, pa.string())
-                index = rows.schema.get_field_index(name)
-                rows = rows.set_column(index, name, column) if index >= 0 else rows.append_column(name, column)
-        missing = [name for name in t.schema.names if name not in rows.schema.names]
-        if missing:
-            raise CommitError(f"batch {batch} of {table} lacks columns {missing}")
-        rows = rows.select(t.schema.names).cast(t.schema)
-        self._write_atomically(rows, self.batch_path(t.name, batch, partition))
         return True
 
-    def _write_atomically(self, rows: pa.Table, final: Path) -> None:
-        staging = self.root / STAGING
-        staging.mkdir(parents=True, exist_ok=True)
-        temporary = staging / f"{final.stem}.{uuid.uuid4().hex}.tmp"
-        try:
-            with open(temporary, "wb") as sink:
-                pq.write_table(rows, sink, compression="zstd")
-                sink.flush()
-                os.fsync(sink.fileno())
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temporary, final)
-            _fsync_dir(final.parent)
-        except OSError as error:
-            temporary.unlink(missing_ok=True)
-            raise CommitError(
-                f"could not write {final.relative_to(self.root)} under {self.root}: {error.strerror or error}. "
-                "Nothing of this batch is visible; free disk space or fix the folder's permissions and run again."
-            ) from error
+    # ------------------------------------------------------------------------------------- reading
 
-    def clean_staging(self, older_than_s: float = 3600) -> int:
-        """Remove temporary files left by killed runs (never visible); returns how many.
+    def delta(self, name: str, version: int | datetime | None = None) -> DeltaTable:
+        """The table's latest snapshot (refreshed), or the one at `version` (a number or a time)."""
+        if version is not None:
+            snapshot = DeltaTable(self.uri(name), storage_options=self.storage_options)
+            snapshot.load_as_version(version)
+            return snapshot
+        current = self._open.get(name)
+        if current is None:
+            current = DeltaTable(self.uri(name), storage_options=self.storage_options)
+            self._open[name] = current
+        else:
+            current.update_incremental()
+        return current
 
-        Only files older than `older_than_s`: a younger one may belong to a run writing right now.
+    def version(self, name: str) -> int:
+        return int(self.delta(name).version())
+
+    def has_batch(self, table: str, batch: str) -> bool:
+        """Whether `batch` is committed to `table` (looked up in the log, not by listing files)."""
+        return self.delta(table).transaction_version(batch) is not None
+
+    def watermark(self, table: str, app: str) -> int | None:
+        """The position a writer of `table` recorded under `app` with its last commit, if any."""
+        return self.delta(table).transaction_version(app)
+
+    def dataset(self, name: str, version: int | datetime | None = None) -> ds.Dataset:
+        """The table (at a version) as a lazy Arrow dataset of its snapshot's files, read with the table's
+        schema (a file written before a column was added reads it as null). Nothing is read until it is
+        scanned. Plain Parquet files through pyarrow, not delta-rs's dataset: that one's file system
+        aborts the interpreter at exit now and then (delta-rs issue 2184)."""
+        # Paths as the file system expects them: `bucket/key` on S3, a plain path on a disk.
+        files = [f.split("://", 1)[1] if "://" in f else f for f in self.files(name, version)]
+        return ds.dataset(files, schema=self.table(name).schema, format="parquet", filesystem=self._filesystem())
+
+    def _filesystem(self) -> pafs.FileSystem | None:
+        if not self.remote:
+            return None
+        options = self.storage_options
+        endpoint = options.get("aws_endpoint_url", "")
+        return pafs.S3FileSystem(
+            access_key=options.get("aws_access_key_id"),
+            secret_key=options.get("aws_secret_access_key"),
+            session_token=options.get("aws_session_token"),
+            region=options.get("aws_region"),
+            endpoint_override=endpoint.split("://", 1)[-1] or None,
+            scheme="http" if endpoint.startswith("http://") else "https",
+        )
+
+    def inserted(self, name: str, after: int, upto: int, columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows inserted by the commits after version `after` up to `upto`, from the change feed.
+
+        Raises `LookupError` when those versions are no longer readable (vacuumed or expired logs): the
+        caller then falls back to comparing whole tables.
         """
-        cutoff = time.time() - older_than_s
-        leftovers = [p for p in (self.root / STAGING).glob("*.tmp") if p.stat().st_mtime <= cutoff]
-        for path in leftovers:
-            path.unlink(missing_ok=True)
-        return len(leftovers)
+        if upto <= after:
+            return self.table(name).schema.empty_table().select(list(columns or self.table(name).schema.names))
+        try:
+            reader = self.delta(name).load_cdf(starting_version=after + 1, ending_version=upto)
+            changes = pa.table(pa.RecordBatchReader.from_stream(reader))
+        except (DeltaError, OSError) as error:
+            raise LookupError(f"versions {after + 1}..{upto} of {name} are no longer readable: {error}") from error
+        # delta-rs hands out view types (string_view...), which pyarrow cannot filter: cast to the table's schema.
+        schema = self.table(name).schema
+        wanted = list(columns or schema.names)
+        typed = changes.select([*wanted, "_change_type"]).cast(
+            pa.schema([*(schema.field(c) for c in wanted), pa.field("_change_type", pa.string())])
+        )
+        return typed.filter(pc.equal(typed.column("_change_type"), "insert")).select(wanted)
 
-    def scan_sql(self, table: str) -> str:
-        """SQL for every committed row of `table` (the schema file contributes columns, no rows)."""
-        glob = self.table(table).glob(self.root).replace("'", "''")
-        return f"read_parquet('{glob}', union_by_name = true, hive_partitioning = false)"
+    def files(self, name: str, version: int | datetime | None = None) -> list[str]:
+        """The data files of the table's snapshot: absolute paths or URIs."""
+        return list(self.delta(name, version).file_uris())
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB session with the catalog's views: how the flows read what they wrote."""
+    def connect(
+        self, as_of: datetime | None = None, version: dict[str, int] | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB session with every table (at `as_of`, or now, or at the `version` given for
+        it) and the views.
+
+        Each table is registered as a lazy Arrow dataset of one snapshot, so a session sees whole commits
+        only and reads only the files its queries need; nothing is bound or read until a query runs.
+        """
+        pinned = version or {}
         con = duckdb.connect(config=FLOW_DUCKDB_CONFIG)
         try:
-            for name, sql in self.definitions():
+            for name in self.tables:
+                con.register(name, self.dataset(name, pinned.get(name, as_of)))
+            for name, sql in self.views.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
             yield con
         finally:
             con.close()
+
+    # ------------------------------------------------------------------------------------- writing
+
+    def commit(
+        self,
+        table: str,
+        batch: str,
+        rows: pa.Table | pa.RecordBatchReader,
+        *,
+        partition: str,
+        marks: Sequence[tuple[str, int]] = (),
+        read_version: int | None = None,
+    ) -> bool:
+        """Publish `rows` as batch `batch` of `table`, atomically and exactly once.
+
+        Returns False, writing nothing, when that batch is already committed. The day column
+        (`partition`) and the batch-id column are filled here; every other column of the schema must be
+        in `rows`. An empty batch is committed too: it records that the input was handled. `marks` are
+        more application transactions of the same commit, (app id, version): a watermark, or a claim
+        (a model version number, "the champion") that a concurrent commit must not make too; losing
+        such a race raises `Conflict`. `read_version` is the snapshot the caller checked its rows
+        against (for a table with a key, its ids): the commit is made from it, so it conflicts with
+        any commit of the same claims that landed after it.
+        """
+        t = self.table(table)
+        if isinstance(rows, pa.RecordBatchReader):
+            rows = rows.read_all()
+        rows = self._conform(t, rows, batch, partition)
+        if t.key is not None:
+            marks = [*marks, (f"{table}/{t.key}", 0)]
+        transactions = [Transaction(batch, 0), *(Transaction(app, version) for app, version in marks)]
+        properties = CommitProperties(app_transactions=transactions, max_commit_retries=20)
+        for _ in range(COMMIT_ATTEMPTS):
+            if self.has_batch(table, batch):
+                return False
+            try:
+                base = self.delta(table, read_version) if read_version is not None else self.delta(table)
+                write_deltalake(base, rows, mode="append", commit_properties=properties)
+                return True
+            except CommitFailedError as error:
+                if self.has_batch(table, batch):
+                    return False  # the same batch landed from another writer: done
+                if marks:
+                    raise Conflict(f"{table}: {error}") from None
+            except OSError as error:
+                raise CommitError(
+                    f"could not write batch {batch} of {table} under {self.location}: {error}. Nothing of it is "
+                    "visible; free disk space or fix the storage's permissions and run again."
+                ) from error
+        raise CommitError(f"batch {batch} of {table} lost {COMMIT_ATTEMPTS} races with other writers; run again")
+
+    def _conform(self, table: Table, rows: pa.Table, batch: str, partition: str) -> pa.Table:
+        for name, value in ((table.partition_by, partition), ("batch_id", batch)):
+            if name in table.schema.names:
+                column = repeat(value, rows.num_rows, pa.string())
+                index = rows.schema.get_field_index(name)
+                rows = rows.set_column(index, name, column) if index >= 0 else rows.append_column(name, column)
+        missing = [name for name in table.schema.names if name not in rows.schema.names]
+        if missing:
+            raise CommitError(f"a batch of {table.name} lacks columns {missing}")
+        return rows.select(table.schema.names).cast(table.schema)
 
 
 # Nothing may reach for the network: extensions are never installed or loaded on the fly.

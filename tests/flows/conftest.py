@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.runtime import open_store
+from flows.runtime import artifact_path, open_store
 from pipeline.config import Settings, load_settings
 from tests.conftest import SAMPLE, repo_config_document, write_toml
-from warehouse.store import SCHEMA_FILE, Warehouse
+from warehouse.store import Warehouse
 
 # The first 40% of the sample (3,943 rows) is the reference set; incoming records come from after it.
 ARRIVALS_START = 4000
@@ -76,6 +76,10 @@ class Project:
     def settings(self) -> Settings:
         return load_settings(self.config_path)
 
+    def model_folder(self, stored: str | Path) -> Path:
+        """A version's folder from the registry's `artifact_dir` (relative to the models root)."""
+        return artifact_path(self.settings, Path(stored))
+
     def store(self) -> Warehouse:
         return open_store(self.settings)
 
@@ -113,12 +117,14 @@ class Project:
         with store.connect() as con:
             return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in store.tables}  # type: ignore[index]
 
-    def batch_files(self, table: str) -> list[Path]:
-        return sorted(p for p in (self.settings.warehouse_dir / table).rglob("*.parquet") if p.name != SCHEMA_FILE)
+    def batch_files(self, table: str) -> list[str]:
+        """The data files of the table's current snapshot."""
+        return sorted(self.store().files(table))
 
     def warehouse_files(self) -> set[str]:
-        root = self.settings.warehouse_dir
-        return {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
+        """Every data file of every table's current snapshot."""
+        store = self.store()
+        return {f for table in store.tables for f in store.files(table)}
 
 
 def make_project(folder: Path, **config: Any) -> Project:

@@ -200,13 +200,13 @@ def test_a_quarantine_batch_committed_before_a_kill_is_not_duplicated(project: P
     twin = make_project(tmp_path / "twin", chunk_rows=500)
     twin.drop_csv(file_a(), "a.csv")
     ingest(twin.config)
-    (twin_batch,) = twin.batch_files("quarantine")
-    partition = twin_batch.parent.name.split("=", 1)[1]
-    rows = pq.read_table(twin_batch)
+    rows = twin.store().dataset("quarantine").to_table()
+    (twin_batch,) = set(rows.column("batch_id").to_pylist())
+    partition = rows.column("quarantined_on")[0].as_py()
 
     path = project.drop_csv(file_a(), "a.csv")
     store = project.store()
-    assert store.commit("quarantine", twin_batch.stem, rows, partition=partition)
+    assert store.commit("quarantine", twin_batch, rows, partition=partition)
     assert project.counts()["quarantine"] == 8
     assert project.counts()["records"] == 0
 
@@ -275,10 +275,11 @@ def test_a_large_file_is_stored_in_blocks_of_chunk_rows(project: Project, suffix
 
 
 def test_leftovers_of_a_killed_write_are_invisible(project: Project) -> None:
+    """A data file a killed writer left in the table's folder is in no commit: no reader sees it."""
     project.drop_csv(arrivals(3), "a.csv")
     ingest(project.config)
-    staging = project.settings.warehouse_dir / "_staging"
-    (staging / "deadbeef.0000.tmp").write_bytes(b"PAR1 half a batch")
+    leftover = project.settings.warehouse_dir / "records" / "part-00000-deadbeef-c000.snappy.parquet"
+    leftover.write_bytes(b"PAR1 half a batch")
 
     assert project.counts()["records"] == 3
     assert ingest(project.config) == []  # nothing new; the leftover does not disturb the next run

@@ -64,7 +64,7 @@ def test_predictions_carry_the_champion_and_its_own_embedding(scored: tuple[Proj
     with store.connect() as con:
         registered = champion(con)
     assert registered is not None
-    model = load_version(registered.artifact_dir, registered.sha256)
+    model = load_version(project.model_folder(registered.artifact_dir), registered.sha256)
 
     rows = project.query(
         "SELECT r.*, p.model_version, p.score, p.label, p.threshold, p.embedding "
@@ -94,7 +94,7 @@ def test_a_tampered_champion_is_refused_and_nothing_is_scored(project: Project) 
     with project.store().connect() as con:
         registered = champion(con)
     assert registered is not None
-    path = Path(registered.artifact_dir) / CLASSIFIER_FILE
+    path = project.model_folder(registered.artifact_dir) / CLASSIFIER_FILE
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))

@@ -11,9 +11,13 @@ Hooks, installed in the trial process only, journal each step of the commit path
 event, appended with O_APPEND so a kill loses nothing written before it) and can kill the process
 with SIGKILL at an exact point. A kill spec is `<hook>:<n>:<phase>`:
 
-- `write_table:N:mid`  half of the Nth Parquet batch file written to its temporary name, then SIGKILL
-- `replace:N:before`   just before the Nth `os.replace` into the project (batch, version folder)
-- `replace:N:after`    just after it, before the folder is fsynced and before anything else runs
+- `delta:N:mid`        inside the Nth Delta write (an append, a MERGE, a compaction, a vacuum, a checkpoint):
+                       a timer fires SIGKILL a few milliseconds after delta-rs started it, while it writes
+                       data files or its log entry
+- `commit:N:before`    just before the Nth warehouse commit (nothing of it written)
+- `commit:N:after`     just after the Nth commit landed, before anything else runs
+- `replace:N:before`   just before the Nth `os.replace` into the project (a model folder, the catalog)
+- `replace:N:after`    just after it
 - `dump:N:mid`         half of the Nth joblib model file written, then SIGKILL (during a model save)
 - `save:N:after`       after the Nth model version folder is in place, before its registry rows
 
@@ -30,6 +34,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -37,16 +42,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import deltalake
+import deltalake.table
 import joblib
-import pyarrow.parquet as pq
 from prefect.tasks import Task
 
 import flows.feedback
 import flows.ingest
+import flows.maintain
 import flows.registry
 import flows.retrain
 import flows.score
 import flows.train
+import warehouse.maintenance
+import warehouse.scoring
+import warehouse.store
 from warehouse.store import Warehouse
 
 FLOW_MODULES: dict[str, tuple[ModuleType, str]] = {
@@ -55,7 +65,10 @@ FLOW_MODULES: dict[str, tuple[ModuleType, str]] = {
     "collect_feedback": (flows.feedback, "collect_feedback"),
     "train": (flows.train, "train"),
     "retrain": (flows.retrain, "retrain"),
+    "maintain": (flows.maintain, "maintain"),
 }
+# A kill "inside a Delta write" fires this long after delta-rs started it (it writes data files, then its log entry).
+DELTA_KILL_AFTER_S = 0.004
 
 
 class _Journal:
@@ -85,26 +98,32 @@ def install_hooks(journal_path: str, kill: str | None, root: Path) -> _Journal:
 
     real_commit = Warehouse.commit
 
-    def commit(self: Warehouse, table: str, batch: str, rows: Any, *, partition: str) -> bool:
-        journal("commit", table=table, batch=batch, rows=rows.num_rows)
-        done = real_commit(self, table, batch, rows, partition=partition)
-        journal("committed", table=table, batch=batch, new=done)
+    def commit(self: Warehouse, table: str, batch: str, rows: Any, **kwargs: Any) -> bool:
+        calls["commit"] += 1
+        journal("commit", n=calls["commit"], table=table, batch=batch, rows=rows.num_rows)
+        if due("commit", "before"):
+            _die(journal, kill or "")
+        done = real_commit(self, table, batch, rows, **kwargs)
+        journal("committed", n=calls["commit"], table=table, batch=batch, new=done)
+        if due("commit", "after"):
+            _die(journal, kill or "")
         return done
 
-    real_write = pq.write_table
+    def delta_write(name: str, real: Any) -> Any:
+        """`real` (a delta-rs call that writes) journalled, and killed inside when it is the one due."""
 
-    def write_table(table: Any, where: Any, *args: Any, **kwargs: Any) -> None:
-        calls["write_table"] += 1
-        journal("write", n=calls["write_table"], path=getattr(where, "name", where), rows=table.num_rows)
-        if due("write_table", "mid"):
-            buffer = io.BytesIO()
-            real_write(table, buffer, *args, **kwargs)
-            data = buffer.getvalue()
-            where.write(data[: len(data) // 2])
-            where.flush()
-            _die(journal, kill or "")
-        real_write(table, where, *args, **kwargs)
-        journal("written", n=calls["write_table"])
+        def write(*args: Any, **kwargs: Any) -> Any:
+            calls["delta"] += 1
+            journal("write", n=calls["delta"], what=name)
+            if due("delta", "mid"):
+                timer = threading.Timer(DELTA_KILL_AFTER_S, _die, args=(journal, kill or ""))
+                timer.daemon = True
+                timer.start()
+            result = real(*args, **kwargs)
+            journal("written", n=calls["delta"])
+            return result
+
+        return write
 
     real_replace = os.replace
 
@@ -149,7 +168,16 @@ def install_hooks(journal_path: str, kill: str | None, root: Path) -> _Journal:
         return hashes
 
     Warehouse.commit = commit  # type: ignore[method-assign]
-    pq.write_table = write_table
+    writer = delta_write("append", deltalake.write_deltalake)
+    for module in (warehouse.store, warehouse.scoring):
+        module.write_deltalake = writer  # type: ignore[attr-defined]
+    table_merger = deltalake.table.TableMerger
+    table_merger.execute = delta_write("merge", table_merger.execute)  # type: ignore[method-assign]
+    optimizer = deltalake.table.TableOptimizer
+    optimizer.compact = delta_write("compact", optimizer.compact)  # type: ignore[method-assign]
+    delta_table = deltalake.DeltaTable
+    delta_table.vacuum = delta_write("vacuum", delta_table.vacuum)  # type: ignore[method-assign]
+    delta_table.create_checkpoint = delta_write("checkpoint", delta_table.create_checkpoint)  # type: ignore[method-assign]
     os.replace = replace
     joblib.dump = dump
     flows.registry.save_version = save_version  # type: ignore[assignment]

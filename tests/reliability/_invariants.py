@@ -1,9 +1,9 @@
 """What a reader of the warehouse may see, checked the way a reader sees it: through the read-only catalog.
 
-- every view answers (a half-written Parquet file inside a view's glob would break it);
-- no temporary file matches any view's glob;
-- each batch is one file, and holds exactly the rows its writer meant to commit (never part of one);
+- every view answers, and every file a table's snapshot lists is a whole Parquet file;
+- each batch holds exactly the rows its writer meant to commit (never part of one, never twice);
 - no natural key appears twice (no duplicate);
+- `predictions_current` holds the latest prediction of every scored record, and nothing else;
 - a batch that marks work as done comes after the batches it depends on (a records batch after its
   quarantine batch, labels after their rejects, a registry decision after its model files and reference set).
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +23,14 @@ import pyarrow.parquet as pq
 from pipeline.artifacts import verify_version
 from tests.flows.conftest import Project
 from warehouse.catalog import catalog_path
-from warehouse.store import SAFE_DUCKDB_CONFIG, SCHEMA_FILE, Warehouse
+from warehouse.store import SAFE_DUCKDB_CONFIG, Warehouse
 
 # Columns that identify a row: a value seen twice is a duplicate (no version is promoted twice in these tests).
 NATURAL_KEYS: dict[str, str] = {
     "records": "record_id",
     "quarantine": "batch_id, coalesce(row_number, -1)",
     "predictions": "record_id, model_version",
+    "predictions_current": "record_id",
     "models": "model_version, event",
     "reference": "model_version, record_id, split",
     "feedback": "batch_id, row_number",
@@ -47,8 +50,16 @@ class Snapshot:
         return {t: b for t, b in self.batches.items() if t not in tables}
 
 
-def read_only(store: Warehouse) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(catalog_path(store)), read_only=True, config=SAFE_DUCKDB_CONFIG)
+@contextmanager
+def read_only(store: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The read-only catalog; for a warehouse on object storage (no catalog without DuckDB's httpfs), a
+    session over the tables' snapshots, as the flows read them."""
+    if store.remote:
+        with store.connect() as con:
+            yield con
+        return
+    with duckdb.connect(str(catalog_path(store)), read_only=True, config=SAFE_DUCKDB_CONFIG) as con:
+        yield con
 
 
 def snapshot(project: Project) -> Snapshot:
@@ -81,39 +92,30 @@ def intended(*journals: Path) -> dict[tuple[str, str], set[int]]:
 
 
 def visible_files(store: Warehouse) -> dict[str, list[str]]:
-    """Per table, the files its view reads, as DuckDB expands the view's own glob."""
-    with duckdb.connect(config=SAFE_DUCKDB_CONFIG) as con:
-        return {
-            table: [
-                str(r[0])
-                for r in con.execute("SELECT file FROM glob(?)", [store.table(table).glob(store.root)]).fetchall()
-            ]
-            for table in store.tables
-        }
+    """Per table, the files of its current snapshot (what the catalog's view lists)."""
+    return {table: store.files(table) for table in store.tables}
 
 
-def assert_consistent(project: Project, before: Snapshot, journals: tuple[Path, ...] | None = ()) -> Snapshot:
+def assert_consistent(
+    project: Project, before: Snapshot, journals: tuple[Path, ...] | None = (), *, settled: bool = False
+) -> Snapshot:
     """Everything a reader can see is whole and unique; returns what it sees.
 
     `before` is what the project held before the runs of `journals`: its batches need no intent.
     `journals=None`: runs that kept no journal (the real flows) wrote since; their batches are not checked
-    against an intent (the caller compares them with an uninterrupted run instead).
+    against an intent (the caller compares them with an uninterrupted run instead). `settled`: the last run
+    finished, so `predictions_current` must be up to date (a killed score run may leave it behind).
     """
     store = project.store()
     now = snapshot(project)  # every view answers through the read-only catalog
     meant = intended(*journals) if journals is not None else None
     files = visible_files(store)
-    batches = {table: {Path(f).stem for f in names if Path(f).name != SCHEMA_FILE} for table, names in files.items()}
     for table in store.tables:
-        temporary = [f for f in files[table] if f.endswith(".tmp") or "/_staging/" in f]
-        assert not temporary, f"temporary files visible through the {table} view: {temporary}"
-        stems = [Path(f).stem for f in files[table] if Path(f).name != SCHEMA_FILE]
-        twice = sorted({s for s in stems if stems.count(s) > 1})
-        assert not twice, f"{table}: batch(es) {twice} committed more than once"
         for f in files[table]:
             pq.read_metadata(f)  # a whole Parquet file, footer included
         for batch, rows in now.batches[table].items():
-            assert batch in batches[table], f"{table}: rows of batch {batch} are not in a file of that name"
+            if table == "predictions_current":
+                continue  # its rows carry the batch of the prediction they copy: checked against `predictions` below
             if batch in before.batches.get(table, {}):
                 assert rows == before.batches[table][batch], f"{table}: batch {batch} changed"
                 continue
@@ -123,10 +125,10 @@ def assert_consistent(project: Project, before: Snapshot, journals: tuple[Path, 
             assert rows in meant[(table, batch)], (
                 f"{table}: batch {batch} shows {rows} rows; the writer committed {sorted(meant[(table, batch)])}"
             )
-    # A batch that marks work done lands after the batches it depends on (they may be empty: no rows, one file).
-    orphans = sorted(batches["records"] - batches["quarantine"])
+    # A batch that marks work done lands after the batches it depends on (they may be empty: found in the log).
+    orphans = sorted(b for b in now.batches["records"] if not store.has_batch("quarantine", b))
     assert not orphans, f"records batches without their quarantine batch: {orphans}"
-    orphans = sorted(batches["feedback"] - batches["feedback_rejects"])
+    orphans = sorted(b for b in now.batches["feedback"] if not store.has_batch("feedback_rejects", b))
     assert not orphans, f"label batches without their rejects batch: {orphans}"
     with read_only(store) as con:
         for table, key in NATURAL_KEYS.items():
@@ -136,11 +138,23 @@ def assert_consistent(project: Project, before: Snapshot, journals: tuple[Path, 
                 f"SELECT {key}, count(*) FROM {table} GROUP BY ALL HAVING count(*) > 1 LIMIT 5"
             ).fetchall()
             assert not dup, f"duplicates in {table} ({key}): {dup}"
+        stale = con.execute(
+            """
+            WITH latest AS (
+                SELECT * FROM predictions
+                QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at DESC, model_version DESC) = 1
+            )
+            SELECT count(*) FROM latest l FULL JOIN predictions_current c USING (record_id)
+            WHERE c.record_id IS NULL OR l.record_id IS NULL OR l.model_version <> c.model_version
+               OR l.score <> c.score
+            """
+        ).fetchone()
         trained = con.execute(
             "SELECT model_version, artifact_dir, artifact_sha256 FROM models WHERE event = 'trained'"
         ).fetchall()
         with_reference = {str(r[0]) for r in con.execute("SELECT DISTINCT model_version FROM reference").fetchall()}
     for version, folder, hashes in trained:
         assert version in with_reference, f"{version} is registered without its reference set"
-        verify_version(Path(folder), json.loads(hashes))  # a registered version is whole on disk
+        verify_version(project.model_folder(folder), json.loads(hashes))  # a registered version is whole on disk
+    assert stale == (0,) or not settled, f"predictions_current differs from the latest predictions in {stale} records"
     return now

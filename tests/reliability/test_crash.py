@@ -42,6 +42,7 @@ import pytest
 
 from flows.feedback import collect_feedback
 from flows.ingest import ingest
+from flows.maintain import maintain
 from flows.retrain import retrain
 from flows.score import score
 from flows.train import train
@@ -52,7 +53,6 @@ from tests.flows.conftest import Project, arrivals, sample, typed
 from tests.reliability import _driver, _summary
 from tests.reliability._invariants import Snapshot, assert_consistent, journal_events, snapshot
 from tests.reliability._projects import quick_project
-from warehouse.store import STAGING
 
 SEED = 20261121
 CHUNK = 50  # rows per ingest block and per scoring chunk: many commits per run
@@ -62,6 +62,7 @@ FLOWS: dict[str, Callable[..., Any]] = {
     "score": score,
     "collect_feedback": collect_feedback,
     "retrain": retrain,
+    "maintain": maintain,
 }
 
 
@@ -140,7 +141,9 @@ def _freeze(project: Project, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Stage]:
     root = tmp_path_factory.mktemp("crash")
-    project = quick_project(root / "p0", chunk_rows=CHUNK)
+    # Vacuum keeps nothing: a maintain run deletes every file no current snapshot uses (the trials copy the
+    # stage folder, so no reader holds an older snapshot).
+    project = quick_project(root / "p0", chunk_rows=CHUNK, maintenance={"retention_days": 0})
     prepare: dict[str, Callable[[Project], None]] = {"ingest": _incoming_files, "collect_feedback": _label_files}
     out: dict[str, Stage] = {}
     for flow in FLOWS:
@@ -151,7 +154,7 @@ def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Stage]:
         if flow == "retrain":
             assert result.challenger == "v2", result  # the stage really trains a challenger
         out[flow] = Stage(flow=flow, folder=folder, before=before, real=snapshot(project))
-    counts = out["retrain"].real.counts
+    counts = out["maintain"].real.counts
     assert counts["records"] + counts["quarantine"] == 400 and counts["predictions"] == counts["records"]
     return out
 
@@ -212,9 +215,11 @@ def kill_point(events: list[dict[str, Any]]) -> str:
         at = str(events[-1]["at"]).split(":")
         table = next((str(e["table"]) for e in reversed(events) if e["e"] == "commit"), "")
         renamed = next((str(e["destination"]) for e in reversed(events) if e["e"] == "replace"), "")
-        folder = "model folder" if Path(renamed).parent.name == "models" else table
+        write = next((str(e["what"]) for e in reversed(events) if e["e"] == "write"), "")
+        folder = "model folder" if Path(renamed).parent.name == "models" else Path(renamed).name
         return {
-            "write_table": f"half-way through a Parquet write ({table})",
+            "delta": f"inside a Delta {write}" + (f" ({table})" if write in ("append", "merge") else ""),
+            "commit": f"just {at[2]} a commit ({table})",
             "replace": f"just {at[2]} a rename ({folder})",
             "dump": "half-way through a joblib model file",
             "save": "model folder in place, registry not yet written",
@@ -243,7 +248,7 @@ def kill_point(events: list[dict[str, Any]]) -> str:
     if "save" in pending:
         return "during a model save (hashing, fsync, rename)"
     if "write" in pending:
-        return f"during a Parquet write ({table})"
+        return f"inside a Delta {pending['write'].get('what', 'write')} ({table})"
     if "replace" in pending:
         return f"during a rename ({table})"
     if "commit" in pending:
@@ -260,7 +265,9 @@ def assert_finished(stage: Stage, project: Project, after: Snapshot) -> None:
     golden = stage.real
     assert after.counts == golden.counts, stage.flow
     # Batch ids derive from the inputs; scoring chunks depend on what was left to score, so only their sizes.
-    assert after.without("predictions") == golden.without("predictions"), stage.flow
+    assert after.without("predictions", "predictions_current") == golden.without(
+        "predictions", "predictions_current"
+    ), stage.flow
     assert all(n <= CHUNK for n in after.batches["predictions"].values())
     settings = project.settings
     assert list(settings.incoming_dir.glob("*")) == [] and list(settings.feedback_dir.glob("*")) == []
@@ -276,7 +283,7 @@ def assert_finished(stage: Stage, project: Project, after: Snapshot) -> None:
     if stage.flow in ("train", "retrain"):
         # The reference set was written by the run that saved the files: the same transform everywhere.
         for version, folder, hashes in versions:
-            model = load_version(Path(folder), json.loads(hashes))
+            model = load_version(project.model_folder(folder), json.loads(hashes))
             rows = reference[reference["model_version"] == version]
             scores, _, vectors = model.score(rows)
             np.testing.assert_allclose(rows["score"].to_numpy(), scores, rtol=1e-6, atol=1e-7)
@@ -288,15 +295,17 @@ def assert_finished(stage: Stage, project: Project, after: Snapshot) -> None:
 # (`random@<event>`: a seeded delay spread over the time from that event to the end of an uninterrupted run).
 # The last trial of each flow is finished by the real Prefect flow in this process, the others by the driver.
 PLANS: dict[str, list[str]] = {
-    "ingest": ["write_table:?:mid"] * 3
-    + ["replace:odd:after"] * 2
-    + ["replace:?:before", "random@start", "random@commit", "random@commit"],
-    "score": ["write_table:?:mid"] * 3
-    + ["replace:?:after"] * 2
-    + ["replace:?:before", "random@start", "random@start", "random@commit", "random@commit"],
-    "collect_feedback": ["write_table:?:mid", "replace:odd:after", "replace:?:before", "random@start"],
-    "train": ["dump:1:mid", "replace:1:after", "save:1:after", "write_table:2:mid", "random@save"],
-    "retrain": ["dump:2:mid", "replace:3:before", "random@save", "random@start"],
+    "ingest": ["delta:?:mid"] * 3
+    + ["commit:odd:after"] * 2
+    + ["commit:?:before", "random@start", "random@commit", "random@commit"],
+    "score": ["delta:?:mid"] * 3
+    + ["commit:?:after"] * 2
+    + ["commit:?:before", "random@start", "random@start", "random@commit", "random@commit"],
+    "collect_feedback": ["delta:?:mid", "commit:odd:after", "commit:?:before", "random@start"],
+    "train": ["dump:1:mid", "save:1:after", "commit:1:after", "delta:?:mid", "random@save"],
+    "retrain": ["dump:2:mid", "commit:1:after", "random@save", "random@start"],
+    # Inside compaction, checkpoint and vacuum (the `delta` calls of a maintain run, in that order per table).
+    "maintain": ["delta:?:mid"] * 4 + ["delta:1:mid", "delta:2:mid", "random@start"],
 }
 
 
@@ -314,7 +323,7 @@ def _resolve(spec: str, rng: random.Random, counts: Counter[str]) -> str:
 
 
 def _calls(events: list[dict[str, Any]]) -> Counter[str]:
-    names = {"write": "write_table", "replace": "replace", "dump": "dump", "save": "save"}
+    names = {"write": "delta", "commit": "commit", "replace": "replace", "dump": "dump", "save": "save"}
     return Counter(names[str(e["e"])] for e in events if e["e"] in names)
 
 
@@ -351,19 +360,17 @@ def run_trial(launcher: multiprocessing.context.ForkServerContext, stage: Stage,
     assert code == -signal.SIGKILL, f"{what}: the run finished before every kill"
     point = kill_point(journal_events(killed))
     settings = project.settings
-    if trial.kill.startswith("write_table"):  # the half-written file is there, and no view sees it
-        assert list((settings.warehouse_dir / STAGING).glob("*.tmp")), what
     if trial.kill.startswith("dump"):  # the half-saved version is there, under a name no registry row holds
         assert list(settings.models_dir.glob(".v*.tmp")), what
     assert_consistent(project, before, (killed,))
 
     if trial.real_finish:
         FLOWS[flow](project.config)
-        after = assert_consistent(project, before, None)
+        after = assert_consistent(project, before, None, settled=True)
     else:
         finishing = folder.with_name(f"{folder.name}.next.jsonl")
         assert drive(launcher, flow, project, finishing) == 0, f"{what}: {finishing.read_text()[-3000:]}"
-        after = assert_consistent(project, before, (killed, finishing))
+        after = assert_consistent(project, before, (killed, finishing), settled=True)
     assert_finished(stage, project, after)
     shutil.rmtree(project.folder)
     return point
@@ -386,7 +393,7 @@ def test_a_flow_killed_anywhere_leaves_whole_batches_and_the_next_run_finishes_e
     journal = tmp_path / "uninterrupted.jsonl"
     assert drive(launcher, flow, reference, journal) == 0, journal.read_text()[-3000:]
     events = journal_events(journal)
-    assert_finished(stage, reference, assert_consistent(reference, before, (journal,)))
+    assert_finished(stage, reference, assert_consistent(reference, before, (journal,), settled=True))
     calls = _calls(events)
     at = {str(e["e"]): float(e["t"]) for e in reversed(events)}  # the first time of each event
 
@@ -412,13 +419,13 @@ def test_a_flow_killed_anywhere_leaves_whole_batches_and_the_next_run_finishes_e
 def test_the_real_score_flow_killed_in_its_own_process_is_finished_by_the_next_run(
     stages: dict[str, Stage], tally: Tally, tmp_path: Path
 ) -> None:
-    """`python -m` the real Prefect flow (on this session's Prefect server), killed half-way through its
-    third Parquet batch file."""
+    """`python -m` the real Prefect flow (on this session's Prefect server), killed just before its third
+    commit."""
     stage = stages["score"]
     project, before = clone(stage, tmp_path / "project"), stage.before
     journal = tmp_path / "real.jsonl"
     env = {**os.environ, "PREFECT_API_URL": str(prefect.settings.PREFECT_API_URL.value())}
-    kill = "write_table:3:mid"
+    kill = "commit:3:before"
     command = [sys.executable, "-m", "tests.reliability._driver", "score", project.config, str(journal), "--real"]
     completed = subprocess.run(
         [*command, "--kill", kill],
@@ -437,7 +444,7 @@ def test_the_real_score_flow_killed_in_its_own_process_is_finished_by_the_next_r
     report = score(project.config)
 
     assert report.scored == stage.real.counts["records"] - 2 * CHUNK
-    assert_finished(stage, project, assert_consistent(project, before, None))
+    assert_finished(stage, project, assert_consistent(project, before, None, settled=True))
     tally.add("score (real flow)", f"{kill} (python -m)", kill_point(events))
 
 
@@ -445,7 +452,7 @@ def test_the_plan_kills_at_least_thirty_times_across_the_flows() -> None:
     planned = sum(len(plan) for plan in PLANS.values()) + 1  # + the real flow killed in its own process
     assert planned >= 30
     every = "".join(spec for plan in PLANS.values() for spec in plan)
-    for point in ("write_table", "dump", "replace", "save", "random@"):
+    for point in ("delta", "commit", "dump", "save", "random@"):
         assert point in every, point
 
 
@@ -464,8 +471,8 @@ def test_a_label_file_killed_after_its_rejects_then_finished_after_its_records_a
     labels.to_csv(settings.feedback_dir / "late.csv", index=False)
     journal = tmp_path / "kill.jsonl"
 
-    assert drive(launcher, "collect_feedback", project, journal, kill="replace:1:after") == -signal.SIGKILL
-    tally.add("collect_feedback", "replace:1:after, records arrive", kill_point(journal_events(journal)))
+    assert drive(launcher, "collect_feedback", project, journal, kill="commit:1:after") == -signal.SIGKILL
+    tally.add("collect_feedback", "commit:1:after, records arrive", kill_point(journal_events(journal)))
     assert project.scalar("SELECT count(*) FROM feedback_rejects WHERE source_file = 'late.csv'") == 10
     project.drop_csv(arrivals(10, start=4400), "late-records.csv")
     ingest(project.config)  # the records arrive
@@ -489,8 +496,8 @@ def test_an_incoming_file_killed_between_its_batches_then_finished_after_a_file_
     project.drop_csv(later, "b-late.csv")  # two blocks of 50
     journal = tmp_path / "kill.jsonl"
 
-    assert drive(launcher, "ingest", project, journal, kill="replace:3:after") == -signal.SIGKILL
-    tally.add("ingest", "replace:3:after, same ids arrive", kill_point(journal_events(journal)))
+    assert drive(launcher, "ingest", project, journal, kill="commit:3:after") == -signal.SIGKILL
+    tally.add("ingest", "commit:3:after, same ids arrive", kill_point(journal_events(journal)))
     assert project.scalar("SELECT count(*) FROM records WHERE source_file = 'b-late.csv'") == CHUNK
     project.drop_csv(later.iloc[60:70], "a-resent.csv")  # ten rows of block 2, sent again under another name
     ingest(project.config)
@@ -510,8 +517,8 @@ def test_a_retrain_killed_after_its_reference_set_then_finished_after_new_labels
     settings = project.settings
     journal = tmp_path / "kill.jsonl"
 
-    assert drive(launcher, "retrain", project, journal, kill="replace:2:after") == -signal.SIGKILL
-    tally.add("retrain", "replace:2:after, labels arrive", kill_point(journal_events(journal)))
+    assert drive(launcher, "retrain", project, journal, kill="commit:1:after") == -signal.SIGKILL
+    tally.add("retrain", "commit:1:after, labels arrive", kill_point(journal_events(journal)))
     assert project.scalar("SELECT count(DISTINCT batch_id) FROM reference WHERE model_version = 'v2'") == 1
     more = simulate.labels_file(sample().iloc[4350:4400], settings.dataset, pd.Timestamp("2026-11-21").date())
     more.to_csv(settings.feedback_dir / "labels-3.csv", index=False)
@@ -526,5 +533,5 @@ def test_a_retrain_killed_after_its_reference_set_then_finished_after_new_labels
     folder, hashes = project.query(
         "SELECT artifact_dir, artifact_sha256 FROM models WHERE event = 'trained' AND model_version = ?", [version]
     ).iloc[0]
-    scores, _, _ = load_version(Path(folder), json.loads(hashes)).score(reference)
+    scores, _, _ = load_version(project.model_folder(folder), json.loads(hashes)).score(reference)
     np.testing.assert_allclose(reference["score"].to_numpy(), scores, rtol=1e-6, atol=1e-7)

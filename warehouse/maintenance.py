@@ -1,0 +1,118 @@
+"""Keeping the warehouse small for a year: compaction, checkpoints, vacuum, and erasure.
+
+Every step is a Delta operation, atomic and checked against concurrent writers, so it is safe while
+flows write and readers read: compaction commits new files that replace small ones without changing a
+row (`dataChange = false`; the change feed and the score watermark ignore it), and a reader of an older
+snapshot keeps its files until the vacuum retention has passed. A losing compaction (a writer replaced
+the same files first) is simply tried again at the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+from deltalake.exceptions import CommitFailedError
+
+from warehouse.store import Warehouse, batch_id
+
+# Tables that hold a record's id (and, in `quarantine` and `feedback_rejects`, its raw row).
+ERASABLE = ("records", "quarantine", "predictions", "predictions_current", "feedback", "feedback_rejects", "reference")
+
+
+@dataclass
+class TableUpkeep:
+    """What maintenance did to one table."""
+
+    table: str
+    files_before: int
+    files_after: int
+    compacted: int = 0  # files replaced by compaction
+    vacuumed: int = 0  # files deleted for good
+    skipped: str | None = None  # why compaction was not done this time
+
+
+@dataclass
+class Erasure:
+    """What `forget` removed: rows per table, and the request's identity without the ids in clear."""
+
+    erasure_id: str
+    ids: int
+    ids_sha256: str
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def compact(store: Warehouse, name: str, target_mb: int) -> TableUpkeep:
+    """Merge the table's small files; then write a checkpoint and drop expired log files."""
+    table = store.delta(name)
+    before = len(table.file_uris())
+    upkeep = TableUpkeep(table=name, files_before=before, files_after=before)
+    try:
+        metrics = table.optimize.compact(target_size=target_mb * 1024 * 1024)
+        upkeep.compacted = int(metrics.get("numFilesRemoved", 0))
+    except CommitFailedError as error:  # a writer replaced some of the same files first; next time
+        upkeep.skipped = str(error).splitlines()[0]
+    table = store.delta(name)
+    table.create_checkpoint()
+    table.cleanup_metadata()  # log files older than the log retention (30 days), now covered by a checkpoint
+    upkeep.files_after = len(store.delta(name).file_uris())
+    return upkeep
+
+
+def vacuum(store: Warehouse, name: str, retention_hours: float) -> int:
+    """Delete the files no snapshot within the retention uses (replaced by compaction or erasure)."""
+    # `full`: also the files no commit ever referenced (what a writer killed before its commit left).
+    removed = store.delta(name).vacuum(
+        retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False, full=True
+    )
+    return len(removed)
+
+
+def forget(store: Warehouse, ids: list[str], *, actor: str, reason: str, now: datetime) -> Erasure:
+    """Delete every row of these record ids from each table that holds them, then record the erasure.
+
+    Deletes are MERGEs against a table of the ids, so the log's commit information records the join
+    condition, never the ids; the log holds no statistics of id columns either (`Table.stats_columns`).
+    The files that held the rows stay until the next vacuum, which deletes them for good.
+    """
+    unique = sorted(set(ids))
+    digest = hashlib.sha256("\n".join(unique).encode()).hexdigest()
+    erasure = Erasure(erasure_id=batch_id("forget", digest, now.isoformat()), ids=len(unique), ids_sha256=digest)
+    source = pa.table({"record_id": pa.array(unique, pa.string())})
+    for name in ERASABLE:
+        erasure.rows[name] = _delete_ids(store, name, source)
+    store.commit(
+        "erasures",
+        erasure.erasure_id,
+        pa.table(
+            {
+                "erasure_id": [erasure.erasure_id],
+                "requested_at": pa.array([now], pa.timestamp("us", tz="UTC")),
+                "actor": [actor],
+                "reason": [reason],
+                "ids": pa.array([erasure.ids], pa.int64()),
+                "ids_sha256": [digest],
+                "rows_json": [json.dumps(erasure.rows, sort_keys=True)],
+            }
+        ),
+        partition=now.date().isoformat(),
+    )
+    return erasure
+
+
+def _delete_ids(store: Warehouse, name: str, source: pa.Table) -> int:
+    for _ in range(5):
+        table = store.delta(name)
+        try:
+            metrics = (
+                table.merge(source, predicate="t.record_id = s.record_id", source_alias="s", target_alias="t")
+                .when_matched_delete()
+                .execute()
+            )
+        except CommitFailedError:
+            continue  # a writer committed meanwhile: delete from the new snapshot
+        return int(metrics.get("num_target_rows_deleted", 0))
+    raise RuntimeError(f"could not erase from {name}: every attempt lost a race with another writer; run forget again")
