@@ -104,9 +104,13 @@ def collect_feedback(config: str | None = None) -> list[LabelFileReport]:
     store = open_store(settings)
     reports = []
     for path in pending_files(settings.feedback_dir):
-        report = collect_file(store, settings, path)
-        destination = settings.rejected_dir if report.refused else settings.processed_dir
-        move_aside(path, destination / "labels", report.batch)
+        try:
+            report = collect_file(store, settings, path)
+            destination = settings.rejected_dir if report.refused else settings.processed_dir
+            move_aside(path, destination / "labels", report.batch)
+        except FileNotFoundError:  # a run collecting at the same time took it: its labels are stored once
+            logger.info("%s was collected by another run at the same time", path.name)
+            continue
         reports.append(report)
     if reports:
         publish(store)

@@ -174,8 +174,12 @@ def ingest(config: str | None = None) -> list[FileReport]:
     for path in files:
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             logger.warning("%s is not a CSV or Parquet file; it will be refused", path.name)
-        report = ingest_file(store, settings, path)
-        move_aside(path, settings.rejected_dir if report.refused else settings.processed_dir, report.batch)
+        try:
+            report = ingest_file(store, settings, path)
+            move_aside(path, settings.rejected_dir if report.refused else settings.processed_dir, report.batch)
+        except FileNotFoundError:  # a run ingesting at the same time took it: its rows are stored once
+            logger.info("%s was ingested by another run at the same time", path.name)
+            continue
         reports.append(report)
     stored = sum(r.stored for r in reports)
     quarantined = sum(r.quarantined for r in reports)

@@ -53,8 +53,13 @@ def register_version(
     fingerprint: str,
     events: list[Event],
     actor: str,
+    decided_at: int | None = None,
 ) -> None:
-    """Save `model`'s files, its reference set, then every event in one `models` batch."""
+    """Save `model`'s files, its reference set, then every event in one `models` batch.
+
+    `decided_at` is the version of `models` the decision was made at (which champion there was): a
+    promotion committed since makes this commit conflict instead of landing over it.
+    """
     version = model.version
     folder = settings.models_dir / version
     metadata = {
@@ -106,19 +111,28 @@ def register_version(
         rows,
         batch_id("models", version, fingerprint),
         claims=[f"version/{version}", f"fingerprint/{fingerprint}"],
+        read_version=decided_at,
     )
 
 
 CHAMPION_CLAIM = "champion"
 
 
-def commit_events(store: Warehouse, rows: list[dict[str, Any]], batch: str, claims: list[str] | None = None) -> bool:
+def commit_events(
+    store: Warehouse,
+    rows: list[dict[str, Any]],
+    batch: str,
+    claims: list[str] | None = None,
+    read_version: int | None = None,
+) -> bool:
     """Append registry rows as one batch; columns a row does not name are null. A batch that promotes
-    claims the champion: two promotions at once conflict (`Conflict`) instead of both landing."""
+    claims the champion: a promotion committed since `read_version` (or at the same moment) makes it
+    conflict (`Conflict`) instead of both landing."""
     schema = store.table("models").schema
     filled = [{name: row.get(name) for name in schema.names} for row in rows]
     day = rows[0]["event_at"].date().isoformat()
     marks = [(claim, 0) for claim in claims or []]
     if any(row.get("event") == "promoted" for row in rows):
         marks.append((CHAMPION_CLAIM, 0))
-    return store.commit("models", batch, pa.Table.from_pylist(filled, schema=schema), partition=day, marks=marks)
+    table = pa.Table.from_pylist(filled, schema=schema)
+    return store.commit("models", batch, table, partition=day, marks=marks, read_version=read_version)

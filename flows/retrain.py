@@ -114,6 +114,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
     logger = get_run_logger()
     settings = settings_from(config)
     store = open_store(settings)
+    decided_at = store.version("models")  # the registry the champion below is read from
     champion_model = load_champion(store, settings)
     data = load_training_data(store, settings, champion_model.version)
     if data.new_rows == 0 and not force:
@@ -164,6 +165,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
         details=details,
         fingerprint=print_,
         actor=f"retrain ({trigger})",
+        decided_at=decided_at,
     )
     try:
         register(events=events)
@@ -201,6 +203,7 @@ def promote(version: str, reason: str, actor: str, config: str | None = None) ->
     """Make `version` the champion by hand (its files must match the registry); the old one is retired."""
     settings = settings_from(config)
     store = open_store(settings)
+    decided_at = store.version("models")
     with store.connect() as con:
         target = registered(con, version)
         current = champion(con)
@@ -222,7 +225,7 @@ def promote(version: str, reason: str, actor: str, config: str | None = None) ->
             }
         )
     try:
-        commit_events(store, rows, batch_id("promote", version, now.isoformat()))
+        commit_events(store, rows, batch_id("promote", version, now.isoformat()), read_version=decided_at)
     except Conflict:
         raise ValueError(
             f"another promotion landed while {version} was being promoted; check `champion_history`"

@@ -56,22 +56,27 @@ def chunk_batch_id(model_version: str, ids: pa.Array | pa.ChunkedArray) -> str:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="score unit {number}")
-def score_unit(store: Warehouse, model: ScoringModel, unit: Unit, number: int) -> int:
-    """Embed, score and commit one unit as one atomic batch that advances the watermark; returns how many
-    positives it predicted. A concurrent run that committed first makes this raise `Conflict`."""
+def score_unit(store: Warehouse, model: ScoringModel, unit: Unit, number: int, base: int) -> tuple[int, int]:
+    """Embed, score and commit one unit as one atomic batch that advances the watermark, from the snapshot
+    of `predictions` the work was planned at (`base`); returns how many positives it predicted and the
+    version it created. A run that committed for this model since `base` makes this raise `Conflict`."""
     now = utc_now()
     if unit.rows.num_rows:
         table = predictions_table(model, unit.rows, now)
     else:  # nothing new: the commit only records the watermark
         table = store.table("predictions").schema.empty_table()
-    store.commit(
+    landed = store.commit(
         "predictions",
         batch_id(chunk_batch_id(model.version, unit.rows.column("record_id")), unit.watermark),
         table,
         partition=now.date().isoformat(),
         marks=[(scoring.watermark_app(model.version), unit.watermark)],
+        read_version=base,
     )
-    return int(np.sum(table.column("label").to_numpy(zero_copy_only=False) == model.classes[1]))
+    if not landed:  # another run committed this very unit: plan again from what it left
+        raise Conflict(f"unit {number} of {model.version} was committed by another run")
+    positives = int(np.sum(table.column("label").to_numpy(zero_copy_only=False) == model.classes[1]))
+    return positives, store.committed_version("predictions")
 
 
 @task(cache_policy=NO_CACHE)
@@ -96,9 +101,13 @@ def score(config: str | None = None) -> ScoreReport:
     scored = chunks = positives = 0
     for _ in range(scoring.PLAN_ATTEMPTS):
         try:
+            # Each unit is committed from the snapshot the previous one created (the first from the one the
+            # plan was read at): a run that scored with this model in between makes the commit conflict.
+            base = store.version("predictions")
             for unit in scoring.pending_units(store, model.version, model.feature_names, settings.scoring.chunk_rows):
                 chunks += 1
-                positives += score_unit(store, model, unit, chunks)
+                found, base = score_unit(store, model, unit, chunks, base)
+                positives += found
                 scored += unit.rows.num_rows
             break
         except Conflict:

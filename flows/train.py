@@ -66,7 +66,8 @@ def fit(reference: pd.DataFrame, settings: Settings, version: str) -> TrainingRe
 @task(cache_policy=NO_CACHE)
 def register(store: Warehouse, settings: Settings, result: TrainingResult, fingerprint_: str) -> bool:
     """Write the version and its registry rows; it becomes champion if there is none yet."""
-    with store.connect() as con:
+    decided_at = store.version("models")
+    with store.connect(version={"models": decided_at}) as con:
         promote = champion(con) is None
     version = result.model.version
     events = [Event(version, "trained", "trained on the reference data")]
@@ -83,6 +84,7 @@ def register(store: Warehouse, settings: Settings, result: TrainingResult, finge
         fingerprint=fingerprint_,
         events=events,
         actor="train",
+        decided_at=decided_at,
     )
     return promote
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,10 @@ CLAIM_FILE = ".claim"
 
 def claim_version(models_dir: Path, first: int, fingerprint: str) -> str:
     """Allocate the version number `v<n>` (n >= first, not registered yet) by creating its folder: `mkdir`
-    succeeds for one process only, on a local or shared file system, so two trainings of different data
-    never get the same number. The folder names what it was claimed for; a training of the same data
-    (the same `fingerprint`) takes an unregistered claim over: that is a killed run's work, finished now,
-    or a concurrent run of the same work, which produces the same files and registers once."""
+    succeeds for one process only, on a local or shared file system, so two trainings never get the same
+    number. The folder says what it was claimed for and by which process. A training of the same data
+    (the same `fingerprint`) on the same host takes over the claim of a process that is gone: a killed
+    run's work, finished under its number. A live claimer, or one on another host, keeps its number."""
     models_dir.mkdir(parents=True, exist_ok=True)
     number = max(first, 1)
     while True:
@@ -52,13 +53,45 @@ def claim_version(models_dir: Path, first: int, fingerprint: str) -> str:
         try:
             folder.mkdir()
         except FileExistsError:
-            claim = folder / CLAIM_FILE
-            if claim.is_file() and claim.read_text().strip() == fingerprint:
+            if _abandoned(folder / CLAIM_FILE, fingerprint):
+                _write_claim(folder, fingerprint)
                 return folder.name
             number += 1
             continue
-        (folder / CLAIM_FILE).write_text(fingerprint)
+        _write_claim(folder, fingerprint)
         return folder.name
+
+
+def _write_claim(folder: Path, fingerprint: str) -> None:
+    (folder / CLAIM_FILE).write_text(
+        json.dumps({"fingerprint": fingerprint, "host": socket.gethostname(), "pid": os.getpid()})
+    )
+
+
+def _abandoned(claim: Path, fingerprint: str) -> bool:
+    """Whether `claim` is for `fingerprint` by a process of this host that no longer runs."""
+    try:
+        owner = json.loads(claim.read_text())
+    except (OSError, ValueError):
+        return False  # being written, or not a claim: leave it
+    if owner.get("fingerprint") != fingerprint or owner.get("host") != socket.gethostname():
+        return False
+    return not _running(int(owner["pid"]))
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` runs (a killed process its parent has not reaped yet is a zombie: not running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def save_version(model: ScoringModel, folder: Path, metadata: dict[str, Any]) -> dict[str, str]:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 import numpy as np
@@ -112,6 +113,12 @@ class Warehouse:
             storage_options if storage_options is not None else (storage_options_from_env() if self.remote else {})
         )
         self._open: dict[str, DeltaTable] = {}
+        self._committed: dict[str, int] = {}  # per table, the version this object's last commit created
+        if not self.remote and any(c in self.location for c in "[%"):
+            raise ValueError(
+                f"the warehouse folder {self.location} holds '[' or '%', which delta-rs cannot write under; "
+                "choose a folder name without them"
+            )
         if catalog is None and self.remote:
             raise ValueError(f"a warehouse on object storage ({self.location}) needs a local path for its catalog")
         self.catalog = catalog or Path(self.location) / "warehouse.duckdb"
@@ -157,6 +164,9 @@ class Warehouse:
                 mode="ignore",  # another process created it first: fine
                 configuration=configuration,
                 storage_options=self.storage_options,
+                # No retry: a create that lost the race for version 0 would otherwise land again as
+                # version 1, a second table id over the first.
+                commit_properties=CommitProperties(max_commit_retries=0),
             )
         except DeltaError as error:  # a concurrent create won the race for version 0
             if not self._exists(table.name):
@@ -172,12 +182,18 @@ class Warehouse:
     # ------------------------------------------------------------------------------------- reading
 
     def delta(self, name: str, version: int | datetime | None = None) -> DeltaTable:
-        """The table's latest snapshot (refreshed), or the one at `version` (a number or a time)."""
+        """The table's latest snapshot (refreshed), or the one at `version` (a number or a time).
+
+        The latest is kept open and brought up to date from the log's new entries; asking for the version
+        it is at returns it as it is (loading a snapshot from scratch costs tens of milliseconds).
+        """
+        current = self._open.get(name)
         if version is not None:
+            if current is not None and isinstance(version, int) and current.version() == version:
+                return current
             snapshot = DeltaTable(self.uri(name), storage_options=self.storage_options)
             snapshot.load_as_version(version)
             return snapshot
-        current = self._open.get(name)
         if current is None:
             current = DeltaTable(self.uri(name), storage_options=self.storage_options)
             self._open[name] = current
@@ -230,7 +246,7 @@ class Warehouse:
         try:
             reader = self.delta(name).load_cdf(starting_version=after + 1, ending_version=upto)
             changes = pa.table(pa.RecordBatchReader.from_stream(reader))
-        except (DeltaError, OSError) as error:
+        except (DeltaError, OSError, pa.ArrowException) as error:
             raise LookupError(f"versions {after + 1}..{upto} of {name} are no longer readable: {error}") from error
         # delta-rs hands out view types (string_view...), which pyarrow cannot filter: cast to the table's schema.
         schema = self.table(name).schema
@@ -241,8 +257,12 @@ class Warehouse:
         return typed.filter(pc.equal(typed.column("_change_type"), "insert")).select(wanted)
 
     def files(self, name: str, version: int | datetime | None = None) -> list[str]:
-        """The data files of the table's snapshot: absolute paths or URIs."""
-        return list(self.delta(name, version).file_uris())
+        """The data files of the table's snapshot: absolute paths, or URIs on object storage."""
+        uris = self.delta(name, version).file_uris()
+        if self.remote:
+            return list(uris)
+        # delta-rs percent-encodes local paths (`my%20folder`); readers want the path itself.
+        return [unquote(u.removeprefix("file://")) for u in uris]
 
     @contextmanager
     def connect(
@@ -289,6 +309,10 @@ class Warehouse:
         any commit of the same claims that landed after it.
         """
         t = self.table(table)
+        if t.key is not None and read_version is None:
+            raise ValueError(
+                f"{table} stores each {t.key} once: commit it with the read_version its ids were checked at"
+            )
         if isinstance(rows, pa.RecordBatchReader):
             rows = rows.read_all()
         rows = self._conform(t, rows, batch, partition)
@@ -297,11 +321,13 @@ class Warehouse:
         transactions = [Transaction(batch, 0), *(Transaction(app, version) for app, version in marks)]
         properties = CommitProperties(app_transactions=transactions, max_commit_retries=20)
         for _ in range(COMMIT_ATTEMPTS):
-            if self.has_batch(table, batch):
+            latest = self.delta(table)
+            if latest.transaction_version(batch) is not None:
                 return False
             try:
-                base = self.delta(table, read_version) if read_version is not None else self.delta(table)
+                base = latest if read_version is None else self.delta(table, read_version)
                 write_deltalake(base, rows, mode="append", commit_properties=properties)
+                self._committed[table] = int(base.version())  # delta-rs moves `base` to the version it created
                 return True
             except CommitFailedError as error:
                 if self.has_batch(table, batch):
@@ -314,6 +340,11 @@ class Warehouse:
                     "visible; free disk space or fix the storage's permissions and run again."
                 ) from error
         raise CommitError(f"batch {batch} of {table} lost {COMMIT_ATTEMPTS} races with other writers; run again")
+
+    def committed_version(self, table: str) -> int:
+        """The version the last successful `commit` to `table` through this object created: the snapshot a
+        writer that goes on committing the same work continues from."""
+        return self._committed[table]
 
     def _conform(self, table: Table, rows: pa.Table, batch: str, partition: str) -> pa.Table:
         for name, value in ((table.partition_by, partition), ("batch_id", batch)):

@@ -1,25 +1,31 @@
-"""The DuckDB catalog: only views, readable from anywhere, rebuilt only when its views change."""
+"""The people's DuckDB catalog: only views, each listing one snapshot's files; swapped whole, never edited.
+
+A reader opens the file read-only from anywhere; a rebuild writes a new file and renames it over the old
+one, so a reader that holds the old file keeps answering from its snapshot; `as_of` builds the catalog of
+a past moment.
+"""
 
 from __future__ import annotations
 
+import re
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pytest
 
-from warehouse.catalog import build_catalog, catalog_is_current, catalog_path
+from warehouse.catalog import build_catalog, catalog_path
 from warehouse.layout import VIEWS, open_warehouse
 from warehouse.store import Warehouse
 
 FEATURES = {"amount": "numeric", "colour": "categorical"}
-TABLES = {"records", "quarantine", "predictions", "models", "reference"}
+TS = pa.timestamp("us", tz="UTC")
 
 
-def store_at(root: Path, views: dict[str, str] | None = None) -> Warehouse:
+def store_at(root: Path) -> Warehouse:
     store = open_warehouse(root, FEATURES, event_time=False)  # type: ignore[arg-type]
-    if views is not None:
-        store.views = views
     store.init()
     return store
 
@@ -32,93 +38,163 @@ def commit_records(store: Warehouse, batch: str, ids: list[str]) -> None:
             "amount": [1.0] * n,
             "colour": ["red"] * n,
             "source_file": ["f.csv"] * n,
-            "row_number": list(range(1, n + 1)),
-            "row_hash": ["0" * 16] * n,
-            "ingested_at": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
+            "row_number": pa.array(range(1, n + 1), pa.int64()),
+            "row_hash": pa.array([0] * n, pa.int64()),
+            "ingested_at": pa.array([datetime(2026, 11, 21, tzinfo=UTC)] * n, TS),
         }
     )
-    store.commit("records", batch, rows, partition="2026-01-01")
+    assert store.commit("records", batch, rows, partition="2026-11-21", read_version=store.version("records"))
 
 
-def test_catalog_holds_only_views(tmp_path: Path) -> None:
+def attach(path: Path) -> duckdb.DuckDBPyConnection:
+    """A private read-only session on the catalog file as it is on disk now (DuckDB shares one instance per path
+    within a process; a private in-memory host with the file attached does not)."""
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+    con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS catalog (READ_ONLY)")
+    con.execute("USE catalog")
+    return con
+
+
+def count(con: duckdb.DuckDBPyConnection, view: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {view}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def listed_files(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
+    row = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [view]).fetchone()
+    assert row is not None, view
+    return sorted(re.findall(r"'([^']+\.parquet)'", str(row[0])))
+
+
+def test_the_catalog_holds_only_views_one_per_table_and_the_derived_ones(tmp_path: Path) -> None:
     store = store_at(tmp_path / "wh")
     path = build_catalog(store)
     assert path == catalog_path(store) and path.is_file()
-
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)
         views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-    assert views >= TABLES
-    assert set(VIEWS) <= views
     assert views == set(store.tables) | set(VIEWS)
 
 
-def test_catalog_answers_read_only_from_another_working_directory(
+def test_the_catalog_answers_read_only_from_another_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Views hold absolute paths: an analyst opening the file from elsewhere gets answers, and cannot write."""
     store = store_at(tmp_path / "wh")
+    commit_records(store, "b1", ["a", "b", "c"])
     path = build_catalog(store)
-    commit_records(store, "b1", ["a", "b", "c"])  # after the build: views read the files at query time
     elsewhere = tmp_path / "somewhere" / "else"
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)
-
     with duckdb.connect(str(path), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM records").fetchone() == (3,)
-        assert con.execute("SELECT count(*) FROM ingest_batches").fetchone() == (1,)
-        assert con.execute("SELECT count(*) FROM predictions").fetchone() == (0,)
-        assert con.execute("SELECT count(*) FROM predictions_current").fetchone() == (0,)
-        assert con.execute("SELECT count(*) FROM champion").fetchone() == (0,)
+        assert count(con, "records") == 3
+        assert count(con, "ingest_batches") == 1
+        assert count(con, "predictions_current") == 0
+        assert count(con, "champion") == 0
         with pytest.raises(duckdb.Error):
             con.execute("CREATE TABLE x AS SELECT 1")
 
 
-def test_build_is_a_no_op_when_the_catalog_is_current(tmp_path: Path) -> None:
+def test_each_table_view_lists_its_snapshot_files_and_a_commit_shows_only_after_a_rebuild(tmp_path: Path) -> None:
+    """A view is the file list of the snapshot it was built from: a later commit is invisible in it (no half
+    batch, no glob) until the catalog is rebuilt, which lists the new snapshot's files exactly."""
     store = store_at(tmp_path / "wh")
-    path = build_catalog(store)
-    before = path.stat()
-    assert catalog_is_current(store)
-
-    assert build_catalog(store_at(tmp_path / "wh")) == path  # another process opening the same warehouse
-
-    after = path.stat()
-    assert (after.st_mtime_ns, after.st_ino) == (before.st_mtime_ns, before.st_ino)
-    assert not list(store.root.glob("*.tmp*"))
-
-
-def test_build_rebuilds_when_the_views_change(tmp_path: Path) -> None:
-    store = store_at(tmp_path / "wh")
-    path = build_catalog(store)
-    before = path.stat()
     commit_records(store, "b1", ["a", "b"])
+    path = build_catalog(store)
+    with attach(path) as con:
+        assert listed_files(con, "records") == sorted(store.files("records"))
+    commit_records(store, "b2", ["c"])
+    with attach(path) as con:
+        assert count(con, "records") == 2  # the catalog still shows the snapshot it lists
 
-    changed = store_at(tmp_path / "wh", views={**VIEWS, "record_ids": "SELECT record_id FROM records"})
-    assert not catalog_is_current(changed)
-    assert build_catalog(changed) == path
-
-    assert path.stat().st_ino != before.st_ino  # a new file, swapped in
-    assert catalog_is_current(changed)
-    assert not list(changed.root.glob("*.tmp*"))
-    with duckdb.connect(str(path), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM record_ids").fetchone() == (2,)
-
-
-def test_build_rebuilds_when_the_warehouse_moved(tmp_path: Path) -> None:
-    first = store_at(tmp_path / "wh")
-    build_catalog(first)
-    (tmp_path / "wh").rename(tmp_path / "moved")
-    moved = store_at(tmp_path / "moved")
-    assert not catalog_is_current(moved)
-    commit_records(moved, "b1", ["a"])
-    with duckdb.connect(str(build_catalog(moved)), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM records").fetchone() == (1,)
-
-
-def test_a_damaged_catalog_is_rebuilt(tmp_path: Path) -> None:
-    store = store_at(tmp_path / "wh")
-    path = catalog_path(store)
-    path.write_bytes(b"not a database")
-    assert not catalog_is_current(store)
     build_catalog(store)
-    with duckdb.connect(str(path), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM records").fetchone() == (0,)
+    with attach(path) as con:
+        assert listed_files(con, "records") == sorted(store.files("records"))
+        assert len(listed_files(con, "records")) == 2
+        assert count(con, "records") == 3
+
+
+def test_an_unchanged_warehouse_does_not_rewrite_the_catalog(tmp_path: Path) -> None:
+    """Rebuilding with nothing committed (from this or another process's view of the warehouse) keeps the same
+    file: same inode, same mtime, and no temporary file left."""
+    store = store_at(tmp_path / "wh")
+    commit_records(store, "b1", ["a"])
+    path = build_catalog(store)
+    before = path.stat()
+    assert build_catalog(store) == path
+    assert build_catalog(store_at(tmp_path / "wh")) == path
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert not [p.name for p in store.root.iterdir() if p.name.endswith((".tmp", ".tmp.wal"))]
+
+
+def test_a_reader_holding_the_old_catalog_keeps_reading_its_snapshot_after_a_rebuild(tmp_path: Path) -> None:
+    """The rebuild renames a new file over the old one: a session that opened the old file goes on answering from
+    the old snapshot without an error, and a new session sees the new one."""
+    store = store_at(tmp_path / "wh")
+    commit_records(store, "b1", ["a", "b", "c"])
+    path = build_catalog(store)
+    old = attach(path)
+    try:
+        assert count(old, "records") == 3
+        inode = path.stat().st_ino
+        commit_records(store, "b2", ["d", "e"])
+        build_catalog(store)
+        assert path.stat().st_ino != inode  # a new file, swapped in
+        assert count(old, "records") == 3
+        assert count(old, "ingest_batches") == 1
+        with attach(path) as new:
+            assert count(new, "records") == 5
+    finally:
+        old.close()
+
+
+def commit_time(store: Warehouse, table: str, version: int) -> float:
+    """The commit time (ms since the epoch) the log records for `version` of `table`."""
+    for entry in store.delta(table).history():
+        if int(entry["version"]) == version:
+            return float(entry["timestamp"])
+    raise AssertionError(f"no version {version} of {table}")
+
+
+def test_a_catalog_as_of_a_past_time_shows_the_tables_as_they_were(tmp_path: Path) -> None:
+    """`build_catalog(store, path, as_of=t)` writes a separate file whose views show each table's snapshot at t;
+    the warehouse's own catalog is not touched."""
+    store = store_at(tmp_path / "wh")
+    commit_records(store, "b1", ["a", "b", "c"])
+    first = commit_time(store, "records", store.version("records"))
+    time.sleep(0.05)  # two commits a clear instant apart, so that a moment lies between them
+    commit_records(store, "b2", ["d"])
+    second = commit_time(store, "records", store.version("records"))
+    assert second > first
+    current = build_catalog(store)
+    stamp = current.stat()
+
+    between = datetime.fromtimestamp((first + second) / 2000, UTC)
+    past = build_catalog(store, tmp_path / "audit" / "past.duckdb", as_of=between)
+
+    assert past == tmp_path / "audit" / "past.duckdb"
+    with attach(past) as con:
+        assert count(con, "records") == 3
+        assert sorted(r[0] for r in con.execute("SELECT record_id FROM records").fetchall()) == ["a", "b", "c"]
+        assert listed_files(con, "records") == sorted(store.files("records", 1))
+    with attach(current) as con:
+        assert count(con, "records") == 4
+    assert (current.stat().st_ino, current.stat().st_mtime_ns) == (stamp.st_ino, stamp.st_mtime_ns)
+
+
+def test_an_empty_tables_view_exists_and_is_typed(tmp_path: Path) -> None:
+    """Before any commit every table has a view with no rows and the schema's types (a view over no file)."""
+    store = store_at(tmp_path / "wh")
+    path = build_catalog(store)
+    with attach(path) as con:
+        for table in store.tables:
+            assert count(con, table) == 0, table
+        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE predictions)").fetchall())
+        records = [row[0] for row in con.execute("SELECT column_name FROM (DESCRIBE records)").fetchall()]
+    assert types["record_id"] == "VARCHAR"
+    assert types["score"] == "DOUBLE"
+    assert types["embedding"] == "FLOAT[]"
+    assert types["scored_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert records == store.table("records").schema.names
