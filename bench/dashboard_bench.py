@@ -229,7 +229,8 @@ def build(root: Path, rows: int, days: int = 40, config: str | None = None, seed
         at, day, arrivals = plan.at(index), plan.day(index).isoformat(), plan.arrivals(index)
         store.commit("quarantine", f"q{index}", quarantine_batch(arrivals, at), partition=day)
         for part, numbers in enumerate(_chunks(arrivals)):
-            store.commit("records", f"r{index}-{part}", records_batch(dataset, numbers, at, rng), partition=day)
+            records = records_batch(dataset, numbers, at, rng)
+            store.commit("records", f"r{index}-{part}", records, partition=day, read_version=store.version("records"))
             batch = predictions_batch(numbers, "v1", at + timedelta(minutes=5), rng)
             store.commit("predictions", f"p{index}-{part}", batch, partition=day)
         if index >= LABEL_LAG_DAYS:

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from warehouse.catalog import build_catalog
 from warehouse.layout import open_warehouse
+from warehouse.scoring import refresh_current
 from warehouse.store import Warehouse
 
 FEATURES: dict[str, Any] = {"amount": "numeric", "colour": "categorical"}
@@ -60,7 +61,7 @@ def records_table(ids: list[str]) -> pa.Table:
             "colour": [r[1] for r in rows],
             "source_file": [r[2] for r in rows],
             "row_number": list(range(1, len(ids) + 1)),
-            "row_hash": ["0" * 16] * len(ids),
+            "row_hash": [0] * len(ids),
             "ingested_at": pa.array([r[3] for r in rows], pa.timestamp("us", tz="UTC")),
         }
     )
@@ -220,12 +221,19 @@ def empty_warehouse(root: Path) -> Warehouse:
 
 
 def add_records_and_predictions(store: Warehouse) -> None:
-    store.commit("records", "r1", records_table(["a1", "a2", "a3"]), partition=DAY1.date().isoformat())
-    store.commit("records", "r2", records_table(["b1", "b2", "b3"]), partition=DAY2.date().isoformat())
+    for batch, ids, day in (("r1", ["a1", "a2", "a3"], DAY1), ("r2", ["b1", "b2", "b3"], DAY2)):
+        store.commit(
+            "records",
+            batch,
+            records_table(ids),
+            partition=day.date().isoformat(),
+            read_version=store.version("records"),
+        )
     store.commit("quarantine", "q2", quarantine_table(), partition=DAY2.date().isoformat())
     for (version, at), scores in SCORES.items():
         store.commit("predictions", f"{version}-{at:%d}", predictions_table(version, at, scores), partition=f"{at:%F}")
     store.commit("models", "m", models_table(), partition=DAY1.date().isoformat())
+    refresh_current(store)
 
 
 def add_labels(store: Warehouse) -> None:
