@@ -49,8 +49,11 @@ def register_version(
     fingerprint: str,
     events: list[Event],
     actor: str,
+    decision: dict[str, Any] | None = None,
 ) -> None:
-    """Save `model`'s files, its reference set, then every event in one `models` batch."""
+    """Save `model`'s files, its reference set, then every event in one `models` batch.
+
+    `decision` (the promotion test's numbers) goes on the version's promoted or rejected row."""
     version = model.version
     folder = settings.models_dir / version
     metadata = {
@@ -91,6 +94,7 @@ def register_version(
     rows = [
         {
             **(trained if e.version == version else {"model_version": e.version, "event_at": now, "actor": actor}),
+            **((decision or {}) if e.version == version and e.event in ("promoted", "rejected") else {}),
             "event": e.event,
             "reason": e.reason,
         }
