@@ -23,16 +23,14 @@ from prefect.cache_policies import NO_CACHE
 from flows.deployed import add_to_run_name, dashboard_url, is_deployed, report_url, start_retrain
 from flows.runtime import open_store, run_name, settings_from, utc_now
 from pipeline.config import Settings
-from pipeline.drift import DriftRule
 from pipeline.episodes import Episode, Step, advance
-from pipeline.quality_alert import QualityRule
 from pipeline.triggers import RetrainDue, retrain_alerts, retrain_due
 from warehouse.queries import last_retrain_at, open_episodes
 from warehouse.registry import champion, new_labels_since_training
 from warehouse.store import Warehouse, batch_id
 
 if TYPE_CHECKING:
-    from pipeline.monitoring import MonitorResult, MonitorRules
+    from pipeline.monitoring import MonitorResult
 
 
 @dataclass(frozen=True)
@@ -144,28 +142,9 @@ def load_reference_set(store: Warehouse, settings: Settings, version: str) -> pd
         ).df()
 
 
-def monitor_rules(settings: Settings) -> MonitorRules:
-    """The thresholds of [monitoring], as the pure monitor takes them."""
-    from pipeline.monitoring import MonitorRules
-
-    m = settings.monitoring
-    return MonitorRules(
-        drift=DriftRule(p_value=m.column_p_value, distance=m.column_distance),
-        drift_share_threshold=m.drift_share_threshold,
-        quality_metric=m.quality_metric,
-        quality=QualityRule(
-            alpha=m.quality_alpha,
-            min_drop=m.max_quality_drop,
-            detectable_drop=m.detectable_drop,
-            min_labels=m.min_labels,
-        ),
-        cbpe_max_gap=m.cbpe_max_gap,
-    )
-
-
 @task(cache_policy=NO_CACHE)
 def measure(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, threshold: float) -> MonitorResult:
-    from pipeline.monitoring import monitor_window  # imports the monitoring stack: seconds, so only here
+    from pipeline.monitoring import MonitorRules, monitor_window  # imports the monitoring stack: seconds, so only here
 
     reference, embedding = _expand_embedding(reference)
     current, _ = _expand_embedding(current)
@@ -176,7 +155,7 @@ def measure(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, 
         categorical=settings.dataset.categorical,
         embedding=embedding,
         threshold=threshold,
-        rules=monitor_rules(settings),
+        rules=MonitorRules.from_settings(settings.monitoring),
         max_rows=settings.monitoring.max_rows,
         seed=settings.monitoring.seed,
     )

@@ -159,7 +159,7 @@ class Monitoring(_Strict):
         0.05, gt=0, description="a window that cannot detect a drop this large says 'too few labels to tell'"
     )
     cbpe_max_gap: float = Field(
-        0.03, gt=0, description="flag the CBPE estimate as unreliable when |estimated - realised| ROC AUC exceeds this"
+        0.02, gt=0, description="flag the CBPE estimate as unreliable when |estimated - realised| ROC AUC exceeds this"
     )
     webhook_url: str | None = Field(None, description="optional URL an alert is POSTed to as JSON")
 

@@ -41,6 +41,7 @@ from pipeline.cbpe import (
     expected_roc_auc,
     fit_calibrator,
 )
+from pipeline.config import Monitoring
 from pipeline.drift import ColumnDrift, DriftRule, drift_columns, drifted_share
 from pipeline.quality_alert import ALERT as QUALITY_ALERT
 from pipeline.quality_alert import TOO_FEW, QualityRule, QualityTest, test_quality
@@ -86,8 +87,25 @@ class MonitorRules:
     drift_share_threshold: float = 0.1
     quality_metric: str = "roc_auc"
     quality: QualityRule = field(default_factory=QualityRule)
-    cbpe_max_gap: float = 0.03
+    cbpe_max_gap: float = 0.02
     resamples: int = DEFAULT_RESAMPLES
+
+    @classmethod
+    def from_settings(cls, monitoring: Monitoring) -> MonitorRules:
+        """The thresholds of the [monitoring] section."""
+        m = monitoring
+        return cls(
+            drift=DriftRule(p_value=m.column_p_value, distance=m.column_distance),
+            drift_share_threshold=m.drift_share_threshold,
+            quality_metric=m.quality_metric,
+            quality=QualityRule(
+                alpha=m.quality_alpha,
+                min_drop=m.max_quality_drop,
+                detectable_drop=m.detectable_drop,
+                min_labels=m.min_labels,
+            ),
+            cbpe_max_gap=m.cbpe_max_gap,
+        )
 
 
 @dataclass(frozen=True)
