@@ -168,9 +168,9 @@ def promotion_trial(
         rule,
         thresholds=(THRESHOLD, THRESHOLD),
     )
-    truth = _truth()
     if kind != "better":  # the true gain is known without measuring: 0 (equal) or clearly negative (shuffled)
         return test, float("nan")
+    truth = _truth()
     true_gain = roc_auc_score(truth["target"], scores(challenger, truth, False)) - roc_auc_score(
         truth["target"], scores(champion, truth, blind_champion)
     )
