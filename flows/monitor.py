@@ -382,7 +382,7 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
         ),
         partition=now.date().isoformat(),
     )
-    alerts = [f"{name}: {detail}" for name, detail in result.firing.items()]
+    alerts = list(result.firing)  # names; the sentences are in the log, the report and `monitoring`
     episodes = [f"{e.event} {e.alert}" for e in step.events]
     outcome = MonitorOutcome(report_id, str(report_path), alerts, due, True, report_urls, episodes=episodes)
     cannot_retrain = None
@@ -396,8 +396,8 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
         else:
             outcome = replace(outcome, retrain_run=started.name)
             logger.info("retraining is due: started run %r of the retrain deployment", started.name)
-    for alert in alerts:
-        logger.warning("ALERT %s (window %s .. %s, report %s)", alert, window.start, window.end, report_path)
+    for alert, why in result.firing.items():
+        logger.warning("ALERT %s: %s (window %s .. %s, report %s)", alert, why, window.start, window.end, report_path)
     notify(
         settings,
         step,
