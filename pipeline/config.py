@@ -148,6 +148,9 @@ class Monitoring(_Strict):
         description="materiality: alert only when the drop is significant and at least this below the hold-out value",
     )
     min_labels: int = Field(100, ge=1, description="labels needed before realised quality can raise an alert")
+    min_class_labels: int = Field(
+        100, ge=1, description="labels of the rarer class (window and hold-out) needed before a quality alert"
+    )
     window_by: Literal["arrival", "event_time"] = Field(
         "arrival", description="what puts a record in a window: when it arrived, or the time it describes"
     )

@@ -103,6 +103,7 @@ class MonitorRules:
                 min_drop=m.max_quality_drop,
                 detectable_drop=m.detectable_drop,
                 min_labels=m.min_labels,
+                min_class_labels=m.min_class_labels,
             ),
             cbpe_max_gap=m.cbpe_max_gap,
         )
