@@ -224,11 +224,16 @@ def test_rows_the_version_trained_on_are_left_out_of_the_window(reference: pd.Da
     assert len(kept) == 100 and not set(kept["record_id"]) & set(reference["record_id"])
 
 
-def test_only_the_evidently_report_is_sampled_and_it_says_so(reference: pd.DataFrame) -> None:
+def test_a_large_window_is_sampled_for_drift_and_every_drift_number_says_so(reference: pd.DataFrame) -> None:
     result = monitor(reference, make_frame(seed=12, rows=2500, labelled_share=0.5), max_rows=1200, report=True)
     assert result.sampled and result.current_rows == 2500
-    assert "drawn on 1,200 of the window's 2,500 rows" in html.unescape(result.html)
-    assert result.get("prediction_drift", "score").sample_size == 2500  # the numbers use every row
+    note = "1,200 of the window's 2,500 rows and 1,200 of the reference's 3,000"
+    assert note in html.unescape(result.html)
+    assert all(note in m.detail for m in result.metrics if m.metric in ("column_drift", "prediction_drift"))
+    assert result.get("prediction_drift", "score").sample_size == 1200
+    assert result.get("roc_auc").sample_size == int(
+        make_frame(seed=12, rows=2500, labelled_share=0.5)["target"].notna().sum()
+    )
 
 
 def test_window_without_labels_gives_nan_quality_and_too_few_labels(reference: pd.DataFrame) -> None:
