@@ -135,7 +135,9 @@ class Monitoring(_Strict):
     """What the monitor compares, and when it raises an alert."""
 
     window_days: int = Field(3, ge=1, description="monitor the records that arrived today and the N-1 days before")
-    max_rows: int = Field(50_000, ge=100, description="larger windows are sampled to this many rows (fixed seed)")
+    max_rows: int = Field(
+        50_000, ge=100, description="drift is measured on a seeded sample of at most this many rows per side"
+    )
     seed: int = 0
     column_p_value: float = Field(0.05, gt=0, lt=1, description="a column drifts when its test's p-value is below this")
     drift_share_threshold: float = Field(
