@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 
-.PHONY: help env demo test check format status clean server worker deploy up down reports-ui dashboard bench bench-quick bench-soak
+.PHONY: help env demo test check format status clean server worker deploy up down reports-ui dashboard bench bench-quick bench-soak calibrate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -159,6 +159,10 @@ bench-soak: env ## a cycle and the dashboard after 100 days of the 15-minute sch
 
 bench-quick: env ## the same benchmark at 200k rows (1M for memory); a few minutes
 	$(RUN) python -m bench.run --rows 200000 --big-rows 1000000
+
+calibrate: env ## error rates of promotion, alerts and CBPE by simulation (200 trials), and the cost of a 1M-row window; ~20 min
+	$(RUN) python -m bench.calibrate --trials 200
+	$(RUN) python -m bench.monitor_cost --rows 1000000 --labels 200000
 
 down: ## stop what `make up` started, each by the PID in .run/<name>.pid
 	$(call stop,reports-ui)

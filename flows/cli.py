@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -95,11 +96,21 @@ def feedback(config: ConfigOption = None) -> None:
 
 
 @app.command()
-def monitor(config: ConfigOption = None) -> None:
-    """Report drift and quality over the recent window; say whether retraining is due."""
+def monitor(
+    config: ConfigOption = None,
+    window: Annotated[
+        int | None, typer.Option("--window", min=1, help="days in the window (default: monitoring.window_days)")
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="last day of the window, to (re)monitor a past period"),
+    ] = None,
+) -> None:
+    """Report drift and quality over the recent window (or a past one); say whether retraining is due."""
     from flows.monitor import monitor as monitor_flow
 
-    outcome = _run(monitor_flow, config)
+    day = as_of.date() if as_of else None
+    outcome = _run(lambda path: monitor_flow(path, window_days=window, as_of=day), config)
     typer.echo(f"report: {outcome.report_path or 'none (no predictions yet)'}")
     typer.echo(f"alerts: {', '.join(outcome.alerts) or 'none'}")
     typer.echo(f"retraining: {'due: ' if outcome.retrain.due else ''}{outcome.retrain.summary}")

@@ -1,18 +1,16 @@
-"""`monitor`: an Evidently report over the recent window against the champion's reference set.
+"""`monitor`: the champion's recent window against its reference set; alerts as episodes; retraining when due.
 
-It measures drift (features, embedding, scores), realised quality on the labels that have arrived and
-estimated quality (CBPE) where they have not, stores every number in `monitoring`, raises alerts,
-and decides whether retraining is due.
+Wiring only: the window and the reference come from the warehouse, every number and verdict from
+`pipeline.monitoring`, the episodes from `pipeline.episodes`, the retrain decision from `pipeline.triggers`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,14 +23,14 @@ from prefect.cache_policies import NO_CACHE
 from flows.deployed import add_to_run_name, dashboard_url, is_deployed, report_url, start_retrain
 from flows.runtime import open_store, publish, run_name, settings_from, utc_now
 from pipeline.config import Settings
-from pipeline.triggers import Measured, RetrainDue, measure_quality, quality_dropped, retrain_due
+from pipeline.episodes import Episode, Step, advance
+from pipeline.triggers import RetrainDue, retrain_alerts, retrain_due
+from warehouse.queries import last_retrain_at, open_episodes
 from warehouse.registry import champion, new_labels_since_training
+from warehouse.store import Warehouse, batch_id
 
 if TYPE_CHECKING:
     from pipeline.monitoring import MonitorResult
-from warehouse.store import Warehouse, batch_id
-
-ALERT = "alert"
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,15 @@ class MonitorOutcome:
     report_urls: dict[str, str] = field(default_factory=dict)
     # The run of the `retrain` deployment this monitor started (deployed runs only; locally the caller retrains).
     retrain_run: str | None = None
+    episodes: list[str] = field(default_factory=list)  # "opened drift", "resolved quality", ...
+
+
+@dataclass(frozen=True)
+class Window:
+    rows: pd.DataFrame
+    start: datetime
+    end: datetime
+    excluded: int  # rows the version trained on (or was measured on), left out
 
 
 def _quoted(names: list[str]) -> str:
@@ -58,35 +65,54 @@ def _expand_embedding(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return pd.concat([frame.reset_index(drop=True), pd.DataFrame(vectors, columns=names)], axis=1), names
 
 
+def window_column(settings: Settings) -> str:
+    """The records column that puts a record in a window, by `monitoring.window_by`."""
+    if settings.monitoring.window_by == "arrival":
+        return "r.ingested_at"
+    if not settings.dataset.event_time_column:
+        raise ValueError(
+            "monitoring.window_by is 'event_time' but dataset.event_time_column is not set: set it, or use 'arrival'"
+        )
+    return "r.event_time"
+
+
+def window_bounds(last: datetime, days: int) -> tuple[datetime, datetime]:
+    """Whole calendar days (UTC): the day of `last` and the `days - 1` days before it, up to `last`."""
+    first_day = last.astimezone(UTC).date() - timedelta(days=days - 1)
+    return datetime.combine(first_day, time.min, tzinfo=UTC), last
+
+
 @task(cache_policy=NO_CACHE)
-def load_window(store: Warehouse, settings: Settings, version: str) -> tuple[pd.DataFrame, datetime, datetime] | None:
-    """The records that arrived in the last `window_days` calendar days (up to the latest the champion scored), as the
-    champion scored them, with their labels so far. Arrival, not scoring time, defines the window: a new
-    champion re-scores old records, which must not pull them into the recent population."""
+def load_window(store: Warehouse, settings: Settings, version: str, days: int, as_of: date | None) -> Window | None:
+    """The records of the window as the champion scored them, with their labels so far, in record_id order,
+    without the rows in the version's reference set (it trained on them, or they are its baseline)."""
     dataset = settings.dataset
-    arrived = "r.event_time" if dataset.event_time_column else "r.ingested_at"
+    column = window_column(settings)
+    cap = "" if as_of is None else f"AND {column} < $until"
+    until = None if as_of is None else datetime.combine(as_of + timedelta(days=1), time.min, tzinfo=UTC)
     with store.connect() as con:
         row = con.execute(
-            f"SELECT max({arrived}) FROM records r SEMI JOIN predictions p ON p.record_id = r.record_id "
-            "AND p.model_version = ?",
-            [version],
+            f"SELECT max({column}) FROM records r SEMI JOIN predictions p ON p.record_id = r.record_id "
+            f"AND p.model_version = $version WHERE true {cap}",
+            {"version": version} | ({"until": until} if until else {}),
         ).fetchone()
         if row is None or row[0] is None:
             return None
-        end: datetime = row[0]
-        # Whole calendar days (UTC): the window is today and the N-1 days before, whatever the hour.
-        first_day = end.astimezone(UTC).date() - timedelta(days=settings.monitoring.window_days - 1)
-        start = datetime.combine(first_day, time.min, tzinfo=UTC)
+        start, end = window_bounds(row[0], days)
         frame = con.execute(
             f"""
             WITH scored AS (
                 SELECT * FROM predictions WHERE model_version = $version
                 QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at DESC) = 1
+            ),
+            window_rows AS (
+                SELECT r.record_id, {_quoted(dataset.feature_names)}, p.embedding, p.score,
+                       CASE f.label WHEN $positive THEN 1.0 WHEN $negative THEN 0.0 END AS target
+                FROM records r JOIN scored p USING (record_id) LEFT JOIN feedback_current f USING (record_id)
+                WHERE {column} >= $start AND {column} <= $end
             )
-            SELECT r.record_id, {_quoted(dataset.feature_names)}, p.embedding, p.score,
-                   CASE f.label WHEN $positive THEN 1.0 WHEN $negative THEN 0.0 END AS target
-            FROM records r JOIN scored p USING (record_id) LEFT JOIN feedback_current f USING (record_id)
-            WHERE {arrived} >= $start AND {arrived} <= $end
+            SELECT *, record_id IN (SELECT record_id FROM reference WHERE model_version = $version) AS seen
+            FROM window_rows ORDER BY record_id
             """,
             {
                 "version": version,
@@ -96,20 +122,21 @@ def load_window(store: Warehouse, settings: Settings, version: str) -> tuple[pd.
                 "negative": dataset.classes[0],
             },
         ).df()
-    return frame, start, end
+    seen = frame.pop("seen").astype(bool)
+    return Window(rows=frame[~seen].reset_index(drop=True), start=start, end=end, excluded=int(seen.sum()))
 
 
 @task(cache_policy=NO_CACHE)
 def load_reference_set(store: Warehouse, settings: Settings, version: str) -> pd.DataFrame:
-    """The champion's reference set. Only its hold-out keeps the target: training rows' scores are
-    optimistic, so calibration (for the quality estimate) must not learn from them."""
+    """The champion's reference set. Only its hold-out keeps the target: it is the out-of-sample baseline
+    (quality, score distribution, CBPE calibration); training rows' scores are optimistic."""
     dataset = settings.dataset
     with store.connect() as con:
         return con.execute(
             f"""
             SELECT record_id, {_quoted(dataset.feature_names)}, embedding, score,
                    CASE WHEN split = 'holdout' THEN (target = $positive)::DOUBLE END AS target
-            FROM reference WHERE model_version = $version
+            FROM reference WHERE model_version = $version ORDER BY record_id
             """,
             {"version": version, "positive": dataset.classes[1]},
         ).df()
@@ -117,28 +144,77 @@ def load_reference_set(store: Warehouse, settings: Settings, version: str) -> pd
 
 @task(cache_policy=NO_CACHE)
 def measure(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, threshold: float) -> MonitorResult:
-    from pipeline.monitoring import monitor_window  # imports Evidently: seconds, so only here
+    from pipeline.monitoring import MonitorRules, monitor_window  # imports the monitoring stack: seconds, so only here
 
-    reference, embedding = _expand_embedding(reference.drop(columns=["record_id"]))
-    current, _ = _expand_embedding(current.drop(columns=["record_id"]))
-    dataset, monitoring = settings.dataset, settings.monitoring
+    reference, embedding = _expand_embedding(reference)
+    current, _ = _expand_embedding(current)
     return monitor_window(
         reference,
         current,
-        numeric=dataset.numeric,
-        categorical=dataset.categorical,
+        numeric=settings.dataset.numeric,
+        categorical=settings.dataset.categorical,
         embedding=embedding,
         threshold=threshold,
-        drift_share_threshold=monitoring.drift_share_threshold,
-        column_p_value=monitoring.column_p_value,
-        max_rows=monitoring.max_rows,
-        seed=monitoring.seed,
+        rules=MonitorRules.from_settings(settings.monitoring),
+        max_rows=settings.monitoring.max_rows,
+        seed=settings.monitoring.seed,
     )
 
 
-def _quality_of(frame: pd.DataFrame, threshold: float, metric: str, seed: int) -> Measured:
-    labelled = frame[frame["target"].notna()]
-    return measure_quality(labelled["target"].to_numpy(), labelled["score"].to_numpy(), threshold, metric, seed)
+@task(cache_policy=NO_CACHE)
+def step_episodes(store: Warehouse, settings: Settings, result: MonitorResult, report_id: str, now: datetime) -> Step:
+    """This window's alerts applied to the open episodes (once per episode, cool-down)."""
+    with store.connect() as con:
+        rows = open_episodes(con)
+        last = last_retrain_at(con)
+    current = {
+        str(r["alert"]): Episode(
+            alert=str(r["alert"]),
+            episode_id=str(r["episode_id"]),
+            opened_at=r["opened_at"].to_pydatetime(),
+            retrained=bool(r["retrained"]),
+        )
+        for r in rows.to_dict("records")
+    }
+    return advance(
+        current,
+        result.firing,
+        now=now,
+        report_id=report_id,
+        retrain_on=retrain_alerts(settings),
+        last_retrain_at=last,
+        cooldown=timedelta(hours=settings.retrain.cooldown_hours),
+    )
+
+
+def commit_episodes(store: Warehouse, step: Step, common: dict[str, Any], report_id: str, now: datetime) -> None:
+    """The episode changes of this report, as one batch (none when nothing changed)."""
+    if not step.events:
+        return
+    rows = [
+        {"episode_id": e.episode_id, "alert": e.alert, "event": e.event, "detail": e.detail, **common}
+        for e in step.events
+    ]
+    store.commit("alert_episodes", report_id, pa.Table.from_pylist(rows), partition=now.date().isoformat())
+
+
+def _monitoring_rows(metrics: list[Any], common: dict[str, Any]) -> pa.Table:
+    rows = [
+        {
+            **common,
+            "metric": m.metric,
+            "column_name": m.column,
+            "value": m.value,
+            "threshold": m.threshold,
+            "status": m.status,
+            "sample_size": m.sample_size,
+            "detail": m.detail,
+            "p_value": m.p_value,
+            "p_value_threshold": m.p_value_threshold,
+        }
+        for m in metrics
+    ]
+    return pa.Table.from_pylist(rows)
 
 
 def post_webhook(url: str, body: dict[str, Any]) -> str | None:
@@ -154,21 +230,20 @@ def post_webhook(url: str, body: dict[str, Any]) -> str | None:
     return None
 
 
-def _monitoring_rows(metrics: list[Any], common: dict[str, Any]) -> pa.Table:
-    rows = [
-        {
-            **common,
-            "metric": m.metric,
-            "column_name": m.column,
-            "value": m.value,
-            "threshold": m.threshold,
-            "status": m.status,
-            "sample_size": m.sample_size,
-            "detail": m.detail,
-        }
-        for m in metrics
-    ]
-    return pa.Table.from_pylist(rows)
+def notify(settings: Settings, step: Step, body: dict[str, Any]) -> None:
+    """POST each opened or resolved episode to the webhook; a receiver that fails costs a warning."""
+    url = settings.monitoring.webhook_url
+    for event in step.events:
+        if url and event.event in ("opened", "resolved"):
+            payload = body | {
+                "event": event.event,
+                "alert": event.alert,
+                "episode_id": event.episode_id,
+                "detail": event.detail,
+            }
+            error = post_webhook(url, payload)
+            if error:
+                get_run_logger().warning("could not post the %s episode to %s: %s", event.event, url, error)
 
 
 def report_links(outcome: MonitorOutcome) -> str:
@@ -178,150 +253,33 @@ def report_links(outcome: MonitorOutcome) -> str:
     return " · ".join(pages) + f"  \nHTML report: `{outcome.report_path}`"
 
 
-def _summary(outcome: MonitorOutcome, metrics: list[Any], start: datetime, end: datetime, version: str) -> str:
+def _summary(outcome: MonitorOutcome, metrics: list[Any], window: Window, version: str) -> str:
     shown = [m for m in metrics if m.column is None or m.metric == "prediction_drift"]
     retraining = f"{'due: ' if outcome.retrain.due else ''}{outcome.retrain.summary}"
     if outcome.retrain_run:
         retraining += f" (retrain deployment: run `{outcome.retrain_run}`)"
     lines = [
-        f"# Monitor {version}: {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}",
+        f"# Monitor {version}: {window.start:%Y-%m-%d %H:%M} .. {window.end:%Y-%m-%d %H:%M}",
         report_links(outcome),
         "",
         f"**Alerts:** {'; '.join(outcome.alerts) if outcome.alerts else 'none'}",
+        f"**Episodes:** {'; '.join(outcome.episodes) if outcome.episodes else 'no change'}",
         f"**Retraining:** {retraining}",
+        f"**Left out:** {window.excluded} rows of the window that {version} trained on or was measured on",
         "",
-        "| metric | value | threshold | status | rows |",
-        "|---|---|---|---|---|",
+        "| metric | value | threshold | p-value | status | rows |",
+        "|---|---|---|---|---|---|",
     ]
     for m in shown:
         threshold = "" if m.threshold is None else f"{m.threshold:.3f}"
-        lines.append(f"| {m.metric} | {m.value:.4f} | {threshold} | {m.status} | {m.sample_size} |")
+        p_value = "" if m.p_value is None else f"{m.p_value:.3g}"
+        lines.append(f"| {m.metric} | {m.value:.4f} | {threshold} | {p_value} | {m.status} | {m.sample_size} |")
     return "\n".join(lines)
 
 
-@flow(name="monitor", flow_run_name=run_name("monitor"))
-def monitor(config: str | None = None) -> MonitorOutcome:
-    """Report on the last `monitoring.window_days` of the champion's predictions; alert; decide on retraining.
-
-    Idempotent: the same window with the same labels gives the same report id and adds nothing.
-    """
-    logger = get_run_logger()
-    settings = settings_from(config)
-    store = open_store(settings)
-    with store.connect() as con:
-        registered = champion(con)
-        new_labels = new_labels_since_training(con)
-        champion_row = con.execute("SELECT threshold FROM champion").fetchone()
-    if registered is None or champion_row is None:
-        raise RuntimeError(
-            "there is no champion model yet: run `scorehouse train`, or the train/scorehouse deployment, first"
-        )
-    threshold = float(champion_row[0])
-    nothing = RetrainDue(due=False, fired=[], reasons=[])
-    window = load_window(store, settings, registered.version)
-    if window is None:
-        logger.info("no predictions by %s yet: nothing to monitor", registered.version)
-        return MonitorOutcome(None, None, [], nothing, False)
-    current, start, end = window
-    labels = int(current["target"].notna().sum())
-    report_id = batch_id("monitor", registered.version, end.isoformat(), labels, settings.monitoring.model_dump_json())
-    report_path = settings.reports_dir / f"{end:%Y%m%d-%H%M%S}-{registered.version}-{report_id[:8]}.html"
-    if store.has_batch("monitoring", report_id):
-        logger.info("this window and its labels were already reported: %s", report_path)
-        return MonitorOutcome(report_id, str(report_path), [], nothing, False)
-
-    reference = load_reference_set(store, settings, registered.version)
-    result = measure(reference, current, settings, threshold)
-    metrics = list(result.metrics)
-    name, seed = settings.monitoring.quality_metric, settings.monitoring.seed
-    window_quality = _quality_of(current, threshold, name, seed)
-    champion_quality = _quality_of(reference, threshold, name, seed)
-    if quality_dropped(window_quality, champion_quality, settings):
-        index = next(i for i, m in enumerate(metrics) if m.metric == name and m.column is None)
-        metrics[index] = replace(
-            metrics[index],
-            status=ALERT,
-            threshold=champion_quality.value - settings.monitoring.max_quality_drop,
-            detail=f"{metrics[index].detail} More than {settings.monitoring.max_quality_drop} below the champion's "
-            f"hold-out {name} {champion_quality.value:.3f}, beyond noise (90% intervals "
-            f"{window_quality.low:.3f}..{window_quality.high:.3f} and "
-            f"{champion_quality.low:.3f}..{champion_quality.high:.3f} do not overlap).",
-        )
-    drifted = max(
-        (m.value for m in metrics if m.metric in ("drift_share_features", "drift_share_embedding")), default=0.0
-    )
-    due = retrain_due(
-        new_labels=new_labels,
-        drifted_share=drifted if math.isfinite(drifted) else 0.0,
-        quality=window_quality,
-        champion_quality=champion_quality,
-        settings=settings,
-    )
-    alerts = [
-        f"{m.metric}{'(' + m.column + ')' if m.column else ''} = {m.value:.3f}"
-        for m in metrics
-        if m.status == ALERT and m.metric != "column_drift"
-    ]
-    settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(result.html, encoding="utf-8")
-    report_urls = publish_snapshots(settings, result.snapshots, f"{end:%Y-%m-%d %H:%M} {registered.version}")
-
-    from pipeline.monitoring import MetricValue
-
-    decision = MetricValue("retrain_due", float(due.due), status="info", sample_size=new_labels, detail=due.summary)
-    now = utc_now()
-    common = {
-        "report_id": report_id,
-        "run_at": now,
-        "window_start": start,
-        "window_end": end,
-        "model_version": registered.version,
-        "sampled": bool(result.sampled),
-        "report_path": str(report_path),
-    }
-    store.commit(
-        "monitoring", report_id, _monitoring_rows([*metrics, decision], common), partition=now.date().isoformat()
-    )
-    publish(store)
-    outcome = MonitorOutcome(report_id, str(report_path), alerts, due, True, report_urls)
-    cannot_retrain = None
-    if due.due and is_deployed():
-        # On a server, retraining is a run of the `retrain` deployment, not work inside this run (flows/deployed.py).
-        try:
-            started = start_retrain(config, trigger=due.summary, key=report_id)
-        except RuntimeError as problem:  # the deployment is missing: report it, publish the rest, then fail
-            cannot_retrain = problem
-            outcome = replace(outcome, retrain_run=f"not started: {problem}")
-        else:
-            outcome = replace(outcome, retrain_run=started.name)
-            logger.info("retraining is due: started run %r of the retrain deployment", started.name)
-    for alert in alerts:
-        logger.warning("ALERT %s (window %s .. %s, report %s)", alert, start, end, report_path)
-    if alerts and settings.monitoring.webhook_url:
-        error = post_webhook(
-            settings.monitoring.webhook_url,
-            {
-                "report_id": report_id,
-                "model_version": registered.version,
-                "window_start": start,
-                "window_end": end,
-                "alerts": alerts,
-                "report_path": str(report_path),
-                "retrain": due.summary,
-            },
-        )
-        if error:
-            logger.warning("could not post the alert to %s: %s", settings.monitoring.webhook_url, error)
-    logger.info(
-        "%s rows monitored (%d labelled); retraining %s",
-        len(current),
-        labels,
-        f"due: {due.summary}" if due.due else "not due",
-    )
+def publish_artifacts(outcome: MonitorOutcome, metrics: list[Any], window: Window, version: str) -> None:
     create_markdown_artifact(
-        key="monitor-summary",
-        markdown=_summary(outcome, metrics, start, end, registered.version),
-        description=f"monitor {registered.version}",
+        key="monitor-summary", markdown=_summary(outcome, metrics, window, version), description=f"monitor {version}"
     )
     create_table_artifact(
         key="monitor-metrics",
@@ -336,16 +294,133 @@ def monitor(config: str | None = None) -> MonitorOutcome:
             for m in metrics
             if m.column is None or m.metric == "prediction_drift"
         ],
-        description=f"monitoring metrics {registered.version}",
+        description=f"monitoring metrics {version}",
     )
-    if report_urls:
+    if outcome.report_urls:
         create_link_artifact(
             key="monitor-report",
-            link=next(iter(report_urls.values())),
-            link_text=f"Evidently report {registered.version} {end:%Y-%m-%d %H:%M}",
+            link=next(iter(outcome.report_urls.values())),
+            link_text=f"Evidently report {version} {window.end:%Y-%m-%d %H:%M}",
             description="the monitoring report in the Evidently UI",
         )
-    add_to_run_name(f"{registered.version}{f', {len(alerts)} alert(s)' if alerts else ''}")
+
+
+@flow(name="monitor", flow_run_name=run_name("monitor"))
+def monitor(config: str | None = None, window_days: int | None = None, as_of: date | None = None) -> MonitorOutcome:
+    """Report on a window of the champion's predictions; open or close alert episodes; decide on retraining.
+
+    The window is `window_days` (default `monitoring.window_days`) calendar days by `monitoring.window_by`,
+    ending with the latest record, or with the day `as_of` to (re)monitor a past period.
+    Idempotent: the same window with the same labels gives the same report id and adds nothing.
+    """
+    logger = get_run_logger()
+    settings = settings_from(config)
+    store = open_store(settings)
+    days = window_days or settings.monitoring.window_days
+    with store.connect() as con:
+        registered = champion(con)
+        new_labels = new_labels_since_training(con)
+        champion_row = con.execute("SELECT threshold FROM champion").fetchone()
+    if registered is None or champion_row is None:
+        raise RuntimeError(
+            "there is no champion model yet: run `scorehouse train`, or the train/scorehouse deployment, first"
+        )
+    version, threshold = registered.version, float(champion_row[0])
+    nothing = RetrainDue(due=False, fired=[], reasons=[])
+    window = load_window(store, settings, version, days, as_of)
+    if window is None or window.rows.empty:
+        logger.info("no predictions by %s in the window yet: nothing to monitor", version)
+        return MonitorOutcome(None, None, [], nothing, False)
+    labels = int(window.rows["target"].notna().sum())
+    report_id = batch_id(
+        "monitor",
+        version,
+        window.start.isoformat(),
+        window.end.isoformat(),
+        labels,
+        settings.monitoring.model_dump_json(),
+    )
+    report_path = settings.reports_dir / f"{window.end:%Y%m%d-%H%M%S}-{version}-{report_id[:8]}.html"
+    if store.has_batch("monitoring", report_id):
+        logger.info("this window and its labels were already reported: %s", report_path)
+        return MonitorOutcome(report_id, str(report_path), [], nothing, False)
+
+    reference = load_reference_set(store, settings, version)
+    result = measure(reference, window.rows.copy(), settings, threshold)
+    now = utc_now()
+    step = step_episodes(store, settings, result, report_id, now)
+    due = retrain_due(new_labels=new_labels, episodes_retraining=step.retrain_for, settings=settings)
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(result.html, encoding="utf-8")
+    report_urls = publish_snapshots(settings, result.snapshots, f"{window.end:%Y-%m-%d %H:%M} {version}")
+
+    from pipeline.monitoring import MetricValue
+
+    metrics = [
+        *result.metrics,
+        MetricValue(
+            "rows_left_out",
+            float(window.excluded),
+            status="info",
+            sample_size=len(window.rows),
+            detail=f"window rows left out because {version} trained on them or they are its hold-out",
+        ),
+        MetricValue("retrain_due", float(due.due), status="info", sample_size=new_labels, detail=due.summary),
+    ]
+    common = {
+        "report_id": report_id,
+        "window_start": window.start,
+        "window_end": window.end,
+        "model_version": version,
+    }
+    commit_episodes(store, step, {**common, "event_at": now}, report_id, now)
+    store.commit(
+        "monitoring",
+        report_id,
+        _monitoring_rows(
+            metrics, {**common, "run_at": now, "sampled": result.sampled, "report_path": str(report_path)}
+        ),
+        partition=now.date().isoformat(),
+    )
+    publish(store)
+    alerts = list(result.firing)  # names; the sentences are in the log, the report and `monitoring`
+    episodes = [f"{e.event} {e.alert}" for e in step.events]
+    outcome = MonitorOutcome(report_id, str(report_path), alerts, due, True, report_urls, episodes=episodes)
+    cannot_retrain = None
+    if due.due and is_deployed():
+        # On a server, retraining is a run of the `retrain` deployment, not work inside this run (flows/deployed.py).
+        try:
+            started = start_retrain(config, trigger=due.summary, key=report_id)
+        except RuntimeError as problem:  # the deployment is missing: report it, publish the rest, then fail
+            cannot_retrain = problem
+            outcome = replace(outcome, retrain_run=f"not started: {problem}")
+        else:
+            outcome = replace(outcome, retrain_run=started.name)
+            logger.info("retraining is due: started run %r of the retrain deployment", started.name)
+    for alert, why in result.firing.items():
+        logger.warning("ALERT %s: %s (window %s .. %s, report %s)", alert, why, window.start, window.end, report_path)
+    notify(
+        settings,
+        step,
+        {
+            "report_id": report_id,
+            "model_version": version,
+            "window_start": window.start,
+            "window_end": window.end,
+            "alerts": alerts,
+            "report_path": str(report_path),
+            "retrain": due.summary,
+        },
+    )
+    logger.info(
+        "%s rows monitored (%d labelled, %d left out); retraining %s",
+        len(window.rows),
+        labels,
+        window.excluded,
+        f"due: {due.summary}" if due.due else "not due",
+    )
+    publish_artifacts(outcome, metrics, window, version)
+    add_to_run_name(f"{version}{f', {len(alerts)} alert(s)' if alerts else ''}")
     if cannot_retrain is not None:
         raise cannot_retrain
     return outcome

@@ -53,12 +53,14 @@ def register_version(
     fingerprint: str,
     events: list[Event],
     actor: str,
+    decision: dict[str, Any] | None = None,
     decided_at: int | None = None,
 ) -> None:
     """Save `model`'s files, its reference set, then every event in one `models` batch.
 
-    `decided_at` is the version of `models` the decision was made at (which champion there was): a
-    promotion committed since makes this commit conflict instead of landing over it.
+    `decision` (the promotion test's numbers) goes on the version's promoted or rejected row. `decided_at`
+    is the version of `models` the decision was made at (which champion there was): a promotion committed
+    since makes this commit conflict instead of landing over it.
     """
     version = model.version
     folder = settings.models_dir / version
@@ -101,6 +103,7 @@ def register_version(
     rows = [
         {
             **(trained if e.version == version else {"model_version": e.version, "event_at": now, "actor": actor}),
+            **((decision or {}) if e.version == version and e.event in ("promoted", "rejected") else {}),
             "event": e.event,
             "reason": e.reason,
         }

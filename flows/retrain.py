@@ -19,7 +19,15 @@ from pipeline.artifacts import claim_version, verify_version
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.model import ScoringModel
-from pipeline.retraining import Comparison, RetrainData, compare, split_for_retraining, train_challenger
+from pipeline.retraining import (
+    Comparison,
+    RetrainData,
+    compare,
+    promotion_rule,
+    split_for_retraining,
+    train_challenger,
+)
+from warehouse.queries import last_compared_until
 from warehouse.registry import champion, highest_version, previous_champion, registered, version_with_fingerprint
 from warehouse.store import Conflict, Warehouse, batch_id
 
@@ -34,12 +42,23 @@ class RetrainDecision:
 
 @task(cache_policy=NO_CACHE)
 def load_training_data(store: Warehouse, settings: Settings, champion_version: str) -> RetrainData:
-    """The champion's reference set plus the labelled production rows, split for a fair comparison."""
+    """The champion's reference set plus the labelled production rows: training rows and fresh comparison rows."""
     features = ", ".join(f'"{name}"' for name in settings.dataset.feature_names)
     with store.connect() as con:
-        reference = con.execute("SELECT * FROM reference WHERE model_version = ?", [champion_version]).df()
-        production = con.execute(f"SELECT record_id, {features}, target, labelled_at FROM labelled_predictions").df()
-    return split_for_retraining(reference, production, settings.dataset, settings.retrain.production_holdout_fraction)
+        reference = con.execute(
+            "SELECT * FROM reference WHERE model_version = ? ORDER BY record_id", [champion_version]
+        ).df()
+        production = con.execute(
+            f"SELECT record_id, {features}, target, labelled_at FROM labelled_predictions ORDER BY record_id"
+        ).df()
+        until = last_compared_until(con)
+    return split_for_retraining(
+        reference,
+        production,
+        settings.dataset,
+        settings.retrain.production_holdout_fraction,
+        None if until is None else pd.Timestamp(until),
+    )
 
 
 def fingerprint(settings: Settings, champion_version: str, data: RetrainData) -> str:
@@ -62,15 +81,26 @@ def challenge(
     data: RetrainData, settings: Settings, champion_model: ScoringModel, version: str
 ) -> tuple[ScoringModel, Comparison]:
     challenger = train_challenger(data, settings, champion_model, version=version)
-    comparison = compare(
-        champion_model,
-        challenger,
-        data.holdout,
-        settings.dataset,
-        settings.retrain.primary_metric,
-        settings.retrain.min_improvement,
-    )
+    comparison = compare(champion_model, challenger, data.holdout, settings.dataset, promotion_rule(settings))
     return challenger, comparison
+
+
+def decision_columns(comparison: Comparison, data: RetrainData) -> dict[str, object]:
+    """The paired test's numbers, for the decision row of `models`."""
+    test = comparison.test
+    return {
+        "decision_metric": test.metric,
+        "decision_gain": test.gain,
+        "decision_low": test.gain_low,
+        "decision_high": test.gain_high,
+        "decision_p_value": test.p_value,
+        "guard_metric": test.guard_metric,
+        "guard_gain": test.guard_gain,
+        "guard_p_value": test.guard_p_value,
+        "decision_rows": test.rows,
+        "decision_positives": test.positives,
+        "compared_until": None if data.compared_until is None else data.compared_until.to_pydatetime(),
+    }
 
 
 def _summary(comparison: Comparison, champion_version: str, challenger_version: str, trigger: str) -> str:
@@ -117,8 +147,12 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
     decided_at = store.version("models")  # the registry the champion below is read from
     champion_model = load_champion(store, settings)
     data = load_training_data(store, settings, champion_model.version)
-    if data.new_rows == 0 and not force:
-        reason = "no labelled production rows beyond the champion's training data yet; nothing to retrain on"
+    if (data.new_rows == 0 and not force) or data.holdout.empty:
+        reason = (
+            "no labelled production rows beyond the champion's training data yet; nothing to retrain on"
+            if data.new_rows == 0
+            else "no fresh labelled rows (labelled after the last decision's rows) to compare on; wait for labels"
+        )
         logger.info(reason)
         _nothing_to_do(reason, trigger, champion_model.version)
         return RetrainDecision(champion=champion_model.version, challenger=None, promoted=False, reason=reason)
@@ -141,6 +175,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
             "metric": comparison.metric,
             "margin": comparison.margin,
             "holdout_rows": comparison.holdout_rows,
+            "test": comparison.test.as_dict(),
             "champion": {"version": champion_model.version, **comparison.champion},
             "challenger": {"version": version, **comparison.challenger},
         },
@@ -165,6 +200,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
         details=details,
         fingerprint=print_,
         actor=f"retrain ({trigger})",
+        decision=decision_columns(comparison, data),
         decided_at=decided_at,
     )
     try:

@@ -122,6 +122,9 @@ class Model(_Strict):
     )
     threshold: float = Field(0.5, gt=0, lt=1, description="score at or above which the label is positive")
     params: dict[str, float | int | str | bool] = Field(default_factory=dict, description="XGBoost parameters")
+    compare_inputs: bool = Field(
+        False, description="also fit the classifier on the other inputs at `train`, to record what each costs"
+    )
 
 
 class Scoring(_Strict):
@@ -132,17 +135,37 @@ class Monitoring(_Strict):
     """What the monitor compares, and when it raises an alert."""
 
     window_days: int = Field(3, ge=1, description="monitor the records that arrived today and the N-1 days before")
-    max_rows: int = Field(50_000, ge=100, description="larger windows are sampled to this many rows (fixed seed)")
+    max_rows: int = Field(
+        50_000, ge=100, description="drift is measured on a seeded sample of at most this many rows per side"
+    )
     seed: int = 0
     column_p_value: float = Field(0.05, gt=0, lt=1, description="a column drifts when its test's p-value is below this")
     drift_share_threshold: float = Field(
-        0.5, gt=0, le=1, description="alert when more than this share of the feature (or embedding) columns drift"
+        0.1, gt=0, le=1, description="alert when more than this share of the feature (or embedding) columns drift"
     )
     quality_metric: Literal["roc_auc", "f1", "precision", "recall", "balanced_accuracy"] = "roc_auc"
     max_quality_drop: float = Field(
-        0.05, ge=0, description="alert when the metric falls more than this below the champion's hold-out value"
+        0.02,
+        ge=0,
+        description="materiality: alert only when the drop is significant and at least this below the hold-out value",
     )
     min_labels: int = Field(100, ge=1, description="labels needed before realised quality can raise an alert")
+    min_class_labels: int = Field(
+        100, ge=1, description="labels of the rarer class (window and hold-out) needed before a quality alert"
+    )
+    window_by: Literal["arrival", "event_time"] = Field(
+        "arrival", description="what puts a record in a window: when it arrived, or the time it describes"
+    )
+    column_distance: float = Field(
+        0.1, gt=0, description="materiality: a column drifts only when its distance is at least this (and significant)"
+    )
+    quality_alpha: float = Field(0.05, gt=0, lt=1, description="level of the one-sided quality test")
+    detectable_drop: float = Field(
+        0.05, gt=0, description="a window that cannot detect a drop this large says 'too few labels to tell'"
+    )
+    cbpe_max_gap: float = Field(
+        0.02, gt=0, description="flag the CBPE estimate as unreliable when |estimated - realised| ROC AUC exceeds this"
+    )
     webhook_url: str | None = Field(None, description="optional URL an alert is POSTed to as JSON")
 
 
@@ -160,6 +183,12 @@ class Retrain(_Strict):
     min_improvement: float = Field(
         0.005, ge=0, description="the challenger must beat the champion by at least this on the primary metric"
     )
+    alpha: float = Field(0.05, gt=0, lt=1, description="level of the paired promotion test and of its guard")
+    guard_metric: Literal["roc_auc", "f1", "precision", "recall", "balanced_accuracy"] | None = Field(
+        "recall", description="never promote when this metric gets significantly worse"
+    )
+    guard_tolerance: float = Field(0.0, ge=0, description="how much worse the guard metric may get before it blocks")
+    cooldown_hours: float = Field(24.0, ge=0, description="no alert-triggered retrain within this long of the last one")
     production_holdout_fraction: float = Field(
         0.3,
         gt=0,

@@ -31,27 +31,3 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: fl
         "rows": float(len(y_true)),
         "positives": float(y_true.sum()),
     }
-
-
-def bootstrap_interval(
-    y_true: np.ndarray, scores: np.ndarray, threshold: float, metric: str, *, confidence: float = 0.9, seed: int = 0
-) -> tuple[float, float]:
-    """A two-sided bootstrap confidence interval of `metric` (200 resamples, fixed seed).
-
-    A few hundred labels measure a metric loosely (ROC AUC on 40 positives moves by about ±0.07), so
-    a drop is only called real when the intervals of the two measurements do not overlap.
-    """
-    y_true, scores = np.asarray(y_true).astype(int), np.asarray(scores, dtype=float)
-    if len(y_true) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(200):
-        pick = rng.integers(0, len(y_true), len(y_true))
-        value = classification_metrics(y_true[pick], scores[pick], threshold)[metric]
-        if np.isfinite(value):
-            values.append(value)
-    if not values:
-        return float("nan"), float("nan")
-    tail = (1 - confidence) / 2
-    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))

@@ -1,8 +1,10 @@
 """Challengers: what they train on, how, and the comparison that decides whether one is promoted.
 
-The comparison is fair by construction: champion and challenger are measured on the same held-out
-rows, which neither trained on: the champion's own hold-out plus the latest labelled production rows
-(time-ordered, so the challenger is judged on the future it will face).
+The comparison rows are fresh: labelled production rows that neither model trained on and that no
+earlier decision looked at (labelled after the last decision's `compared_until`), the latest ones by
+label time, so the challenger is judged on the future it will face. Reusing one comparison set round
+after round would select the challenger that fits its noise best (winner's curse); rows an earlier
+decision used go to training instead. The decision itself is `pipeline.promotion`'s paired test.
 """
 
 from __future__ import annotations
@@ -16,38 +18,46 @@ from xgboost import XGBClassifier
 from pipeline.config import Dataset, Settings
 from pipeline.metrics import classification_metrics
 from pipeline.model import ScoringModel, classifier_input, fit_model
+from pipeline.promotion import PromotionRule, PromotionTest, test_promotion
 from pipeline.training import binary_target
 
 
 @dataclass(frozen=True)
 class RetrainData:
     train: pd.DataFrame  # record_id, features, target column
-    holdout: pd.DataFrame
-    new_rows: int  # labelled production rows not in the champion's training data
+    holdout: pd.DataFrame  # the fresh comparison rows; the challenger's hold-out if it is promoted
+    new_rows: int  # labelled production rows not in the champion's reference set
+    compared_until: pd.Timestamp | None = None  # latest label time of the comparison rows
 
 
 def split_for_retraining(
-    champion_reference: pd.DataFrame, production: pd.DataFrame, dataset: Dataset, holdout_fraction: float
+    champion_reference: pd.DataFrame,
+    production: pd.DataFrame,
+    dataset: Dataset,
+    holdout_fraction: float,
+    compared_until: pd.Timestamp | None = None,
 ) -> RetrainData:
-    """Training and held-out rows for a challenger.
+    """Training and fresh comparison rows for a challenger.
 
     `champion_reference` is the champion's reference set (`split` train/holdout, `target`);
-    `production` is labelled production rows (`target`, `labelled_at`). Production rows the champion
-    already saw are left out; of the rest, the latest `holdout_fraction` (by label time) is held out.
+    `production` is labelled production rows (`target`, `labelled_at`). Production rows in the
+    champion's reference are left out of the comparison (the champion saw them). Of the rest, those
+    labelled after `compared_until` are fresh, and the latest `holdout_fraction` of those (by label
+    time, then id) are compared on; everything else trains the challenger.
     """
     columns = ["record_id", *dataset.feature_names, "target"]
     seen = set(champion_reference["record_id"])
     new = production[~production["record_id"].isin(seen)].sort_values(["labelled_at", "record_id"], kind="stable")
-    cut = len(new) - int(np.ceil(len(new) * holdout_fraction))
-    train = pd.concat([champion_reference[champion_reference["split"] == "train"][columns], new.iloc[:cut][columns]])
-    holdout = pd.concat(
-        [champion_reference[champion_reference["split"] == "holdout"][columns], new.iloc[cut:][columns]]
-    )
+    fresh = new if compared_until is None else new[new["labelled_at"] > compared_until]
+    compared = fresh.iloc[len(fresh) - int(np.ceil(len(fresh) * holdout_fraction)) :]
+    trained = new[~new["record_id"].isin(set(compared["record_id"]))]
+    train = pd.concat([champion_reference[columns], trained[columns]])
     rename = {"target": dataset.target_column}
     return RetrainData(
         train=train.rename(columns=rename).reset_index(drop=True),
-        holdout=holdout.rename(columns=rename).reset_index(drop=True),
+        holdout=compared[columns].rename(columns=rename).reset_index(drop=True),
         new_rows=len(new),
+        compared_until=compared["labelled_at"].max() if len(compared) else None,
     )
 
 
@@ -81,33 +91,43 @@ class Comparison:
     holdout_rows: int
     promote: bool
     reason: str
+    test: PromotionTest
+
+
+def promotion_rule(settings: Settings) -> PromotionRule:
+    """The promotion test's settings, from [retrain]."""
+    retrain = settings.retrain
+    return PromotionRule(
+        metric=retrain.primary_metric,
+        min_improvement=retrain.min_improvement,
+        alpha=retrain.alpha,
+        guard_metric=retrain.guard_metric,
+        guard_tolerance=retrain.guard_tolerance,
+        seed=settings.training.seed,
+    )
 
 
 def compare(
-    champion: ScoringModel,
-    challenger: ScoringModel,
-    holdout: pd.DataFrame,
-    dataset: Dataset,
-    metric: str,
-    margin: float,
+    champion: ScoringModel, challenger: ScoringModel, holdout: pd.DataFrame, dataset: Dataset, rule: PromotionRule
 ) -> Comparison:
-    """Measure both on the same held-out rows; the challenger wins only by at least `margin` on `metric`."""
+    """Both models on the same fresh rows; the paired test decides (pipeline.promotion)."""
     y = binary_target(holdout[dataset.target_column], dataset)
-    old = classification_metrics(y, champion.score(holdout)[0], champion.threshold)
-    new = classification_metrics(y, challenger.score(holdout)[0], challenger.threshold)
-    gain = new[metric] - old[metric]
-    promote = bool(np.isfinite(gain) and gain >= margin)
-    verdict = "promoted" if promote else "rejected"
-    reason = (
-        f"{verdict}: {challenger.version} {metric} {new[metric]:.4f} vs champion {champion.version} {old[metric]:.4f} "
-        f"on the same {len(holdout)} held-out rows ({gain:+.4f}; needs at least +{margin:.4f})"
+    old_scores, new_scores = champion.score(holdout)[0], challenger.score(holdout)[0]
+    test = test_promotion(
+        y,
+        old_scores,
+        new_scores,
+        rule,
+        thresholds=(champion.threshold, challenger.threshold),
+        names=(f"champion {champion.version}", challenger.version),
     )
     return Comparison(
-        metric=metric,
-        champion=old,
-        challenger=new,
-        margin=margin,
+        metric=rule.metric,
+        champion=classification_metrics(y, old_scores, champion.threshold),
+        challenger=classification_metrics(y, new_scores, challenger.threshold),
+        margin=rule.min_improvement,
         holdout_rows=len(holdout),
-        promote=promote,
-        reason=reason,
+        promote=test.promote,
+        reason=test.reason,
+        test=test,
     )

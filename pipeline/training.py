@@ -17,15 +17,29 @@ from pipeline.model import ScoringModel, fit_model
 class TrainingResult:
     model: ScoringModel
     metrics: dict[str, float]  # on the hold-out, for the configured model input
-    baselines: dict[str, dict[str, float]]  # the same classifier on each other input, for comparison
+    baselines: dict[str, dict[str, float]]  # the same classifier on each other input (model.compare_inputs only)
     train: pd.DataFrame
     holdout: pd.DataFrame
 
 
+# Validation stores the configured event-time column under this one name (as `records` does).
+EVENT_TIME = "event_time"
+
+
 def reference_slice(frame: pd.DataFrame, fraction: float, dataset: Dataset) -> pd.DataFrame:
-    """The leading `fraction` of the reference file (by event time when configured, else file order)."""
+    """The leading `fraction` of the reference file (by event time when configured, else file order).
+
+    Takes the validated rows, where the event-time column is called `event_time` whatever its name in
+    the file; the file's own name is accepted too, for frames read straight from the file.
+    """
     if dataset.event_time_column:
-        frame = frame.sort_values(dataset.event_time_column, kind="stable")
+        column = EVENT_TIME if EVENT_TIME in frame.columns else dataset.event_time_column
+        if column not in frame.columns:
+            raise ValueError(
+                f"dataset.event_time_column is {dataset.event_time_column!r} but the reference rows have no such "
+                "column: add it to the reference file or remove the setting"
+            )
+        frame = frame.sort_values(column, kind="stable")
     return frame.head(round(len(frame) * fraction)).reset_index(drop=True)
 
 
@@ -43,8 +57,9 @@ def binary_target(labels: pd.Series, dataset: Dataset) -> np.ndarray:
 def train_and_evaluate(reference: pd.DataFrame, settings: Settings, *, version: str) -> TrainingResult:
     """Split `reference` (stratified, seeded), fit on one part, measure on the other.
 
-    Also fits the same classifier on the other model inputs, so the registry records what the
-    embedding costs or gains against the raw preprocessed features.
+    With `model.compare_inputs`, also fits the same classifier on the other model inputs, so the
+    registry records what the embedding costs or gains against the raw preprocessed features; by
+    default it fits only the configured one (the comparison tripled the cost of every `train`).
     """
     dataset, seed = settings.dataset, settings.training.seed
     y = binary_target(reference[dataset.target_column], dataset)
@@ -54,7 +69,8 @@ def train_and_evaluate(reference: pd.DataFrame, settings: Settings, *, version: 
     model = fit_model(train, y_train, dataset, settings.model, version=version, seed=seed)
     metrics = classification_metrics(y_holdout, model.score(holdout)[0], model.threshold)
     baselines: dict[str, dict[str, float]] = {}
-    for other in ("embedding", "features", "both"):
+    others = [i for i in ("embedding", "features", "both") if i != settings.model.input]
+    for other in others if settings.model.compare_inputs else []:
         if other != settings.model.input:
             alternative = Model(**{**settings.model.model_dump(), "input": other})
             candidate = fit_model(train, y_train, dataset, alternative, version=version, seed=seed)

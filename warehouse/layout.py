@@ -58,6 +58,19 @@ MODELS = pa.schema(
         ("fingerprint", pa.string()),  # what the version was trained from: data hash + parameters
         ("artifact_dir", pa.string()),
         ("artifact_sha256", pa.string()),  # JSON: file name -> sha256
+        # The promotion test (retrain decisions only): the gain in the primary metric on fresh rows with its
+        # interval and p-value, the guard metric's change, and the rows and positives the decision rests on.
+        ("decision_metric", pa.string()),
+        ("decision_gain", pa.float64()),
+        ("decision_low", pa.float64()),
+        ("decision_high", pa.float64()),
+        ("decision_p_value", pa.float64()),
+        ("guard_metric", pa.string()),
+        ("guard_gain", pa.float64()),
+        ("guard_p_value", pa.float64()),
+        ("decision_rows", pa.int64()),
+        ("decision_positives", pa.int64()),
+        ("compared_until", TS),  # latest label time of the compared rows: later decisions use only newer rows
         ("event_on", pa.string()),
         ("batch_id", pa.string()),
     ]
@@ -108,8 +121,27 @@ MONITORING = pa.schema(
         ("sample_size", pa.int64()),  # rows the value rests on (labels, for quality metrics)
         ("sampled", pa.bool_()),  # true when the window was larger than the limit and sampled
         ("detail", pa.string()),  # a sentence: what was compared, which trigger fired and why
+        ("p_value", pa.float64()),  # the test's p-value, where a test decides (drift, quality)
+        ("p_value_threshold", pa.float64()),  # significant below this
         ("report_path", pa.string()),
         ("monitored_on", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+# One row per change of an alert episode: opened, retrain (the one retrain of the episode), resolved.
+ALERT_EPISODES = pa.schema(
+    [
+        ("episode_id", pa.string()),
+        ("alert", pa.string()),  # drift | prediction_drift | quality
+        ("event", pa.string()),  # opened | retrain | resolved
+        ("event_at", TS),
+        ("model_version", pa.string()),
+        ("report_id", pa.string()),  # the monitoring report that saw the change
+        ("window_start", TS),
+        ("window_end", TS),
+        ("detail", pa.string()),
+        ("event_on", pa.string()),
         ("batch_id", pa.string()),
     ]
 )
@@ -192,6 +224,7 @@ _STATS = {
     "feedback": ("received_at",),
     "feedback_rejects": ("rejected_at",),
     "monitoring": ("run_at",),
+    "alert_episodes": ("event_at",),
     "erasures": ("requested_at",),
 }
 
@@ -209,6 +242,7 @@ def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) 
         Table(name="feedback", partition_by="received_on", schema=FEEDBACK),
         Table(name="feedback_rejects", partition_by="rejected_on", schema=FEEDBACK_REJECTS),
         Table(name="monitoring", partition_by="monitored_on", schema=MONITORING),
+        Table(name="alert_episodes", partition_by="event_on", schema=ALERT_EPISODES),
         Table(name="erasures", partition_by="erased_on", schema=ERASURES),
     ]
     return [
@@ -258,6 +292,16 @@ VIEWS: dict[str, str] = {
     """,
     "monitoring_alerts": """
         SELECT * FROM monitoring WHERE status = 'alert' ORDER BY run_at DESC
+    """,
+    # Each alert episode with when it opened, whether it retrained, and when (if) it was resolved.
+    "episodes": """
+        SELECT episode_id, any_value(alert) AS alert, any_value(model_version) AS model_version,
+               min(event_at) FILTER (WHERE event = 'opened') AS opened_at,
+               min(event_at) FILTER (WHERE event = 'retrain') AS retrained_at,
+               min(event_at) FILTER (WHERE event = 'resolved') AS resolved_at,
+               CASE WHEN count(*) FILTER (WHERE event = 'resolved') > 0 THEN 'resolved' ELSE 'open' END AS state,
+               any_value(detail) FILTER (WHERE event = 'opened') AS opened_because
+        FROM alert_episodes GROUP BY episode_id
     """,
     "ingest_batches": """
         SELECT source_file, batch_id, min(ingested_at) AS ingested_at, count(*) AS rows

@@ -568,7 +568,8 @@ def column_drift(con: duckdb.DuckDBPyConnection, report_id: str) -> pd.DataFrame
     return _frame(
         con,
         f"""
-        SELECT column_name, value, threshold, status, detail FROM monitoring
+        SELECT column_name, value AS distance, threshold AS distance_threshold, p_value, p_value_threshold,
+               status, detail FROM monitoring
         WHERE report_id = ? AND metric = '{COLUMN_DRIFT}'
         ORDER BY status = 'alert' DESC, value DESC, column_name
         """,
@@ -576,7 +577,60 @@ def column_drift(con: duckdb.DuckDBPyConnection, report_id: str) -> pd.DataFrame
     )
 
 
+def episodes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Alert episodes, newest first: when each opened, retrained and resolved (empty while open)."""
+    return _frame(
+        con,
+        "SELECT alert, state, opened_at, retrained_at, resolved_at, model_version, opened_because, episode_id "
+        "FROM episodes ORDER BY opened_at DESC, alert",
+    )
+
+
+def open_episodes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The episodes open now, one per alert: alert, episode_id, opened_at, retrained."""
+    return _frame(
+        con,
+        "SELECT alert, episode_id, opened_at, retrained_at IS NOT NULL AS retrained FROM episodes "
+        "WHERE state = 'open' QUALIFY row_number() OVER (PARTITION BY alert ORDER BY opened_at DESC) = 1",
+    )
+
+
+def last_retrain_at(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the last challenger was trained by `retrain` (the start of the cool-down)."""
+    row = con.execute("SELECT max(event_at) FROM models WHERE event = 'trained' AND actor LIKE 'retrain%'").fetchone()
+    return row[0] if row and row[0] is not None else None
+
+
+def last_compared_until(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The latest label time of the rows any promotion decision was made on: later decisions use newer rows."""
+    row = con.execute("SELECT max(compared_until) FROM models WHERE event IN ('promoted', 'rejected')").fetchone()
+    return row[0] if row and row[0] is not None else None
+
+
+def cbpe_reliability(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The CBPE gap per report (estimated minus realised ROC AUC) and whether it was flagged unreliable."""
+    return _frame(
+        con,
+        "SELECT run_at, window_end, model_version, value AS gap, threshold AS bound, status = 'alert' AS unreliable, "
+        "sample_size AS labels, detail FROM monitoring WHERE metric = 'cbpe_gap_roc_auc' ORDER BY window_end, run_at",
+    )
+
+
 # ------------------------------------------------------------------------------------------ models
+
+
+def decisions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every promotion decision with the paired test it rests on: gain, interval, p-value, guard, rows."""
+    return _frame(
+        con,
+        """
+        SELECT event_at, model_version, event, decision_metric AS metric, decision_gain AS gain,
+               decision_low AS low, decision_high AS high, decision_p_value AS p_value, guard_metric, guard_gain,
+               guard_p_value, decision_rows AS rows, decision_positives AS positives, reason
+        FROM models WHERE event IN ('promoted', 'rejected') AND decision_metric IS NOT NULL
+        ORDER BY event_at DESC, model_version
+        """,
+    )
 
 
 def model_versions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""Models: the registry. Every version with its hold-out metrics, which one was champion when, and
-every promotion, rejection and retirement with its reason."""
+"""Models: the registry. Every version with its hold-out metrics, which one was champion when, every
+promotion and rejection with the paired test it rests on, and every event with its reason."""
 
 from __future__ import annotations
 
@@ -49,9 +49,36 @@ def champions(periods: pd.DataFrame) -> None:
     )
 
 
+def decisions(table: pd.DataFrame) -> None:
+    st.subheader("Promotion decisions")
+    st.caption(
+        "Each challenger against the champion on the same fresh rows (neither trained on them, no earlier decision "
+        "used them): the gain with its interval and p-value, the guard metric, and the rows and positives behind it."
+    )
+    if table.empty:
+        st.info("No challenger was decided on yet.")
+        return
+    numbers = {
+        name: st.column_config.NumberColumn(name.replace("_", " "), format="%.4f")
+        for name in ("gain", "low", "high", "guard_gain")
+    }
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "event_at": ui.time_column("when"),
+            "model_version": "version",
+            "p_value": st.column_config.NumberColumn("p-value", format="%.3g"),
+            "guard_p_value": st.column_config.NumberColumn("guard p-value", format="%.3g"),
+            **numbers,
+        },
+    )
+
+
 def events(table: pd.DataFrame) -> None:
     st.subheader("Decisions")
-    st.caption("Every registry event, newest first: a challenger is promoted only if it beats the champion.")
+    st.caption("Every registry event, newest first, with its reason.")
     st.dataframe(
         table,
         hide_index=True,
@@ -75,6 +102,7 @@ def render() -> None:
         st.markdown(f"Champion now: **{current.iloc[-1]['model_version']}**, of {len(table)} version(s) trained.")
     versions(table)
     champions(ask(queries.champion_periods))
+    decisions(ask(queries.decisions))
     events(ask(queries.registry_events))
 
 

@@ -1,5 +1,6 @@
-"""Monitoring: is the model drifting? Drift and quality over time with their thresholds, the
-estimated (CBPE) against the realised quality, the alerts, and every Evidently report to open."""
+"""Monitoring: is the model drifting? Alert episodes, drift and quality over time with their thresholds, the
+estimated (CBPE) against the realised quality and whether the estimate can be trusted, the alerts, and
+every Evidently report to open."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def drift(series: pd.DataFrame) -> None:
         )
     with right:
         st.subheader("Prediction drift")
-        st.caption("How far the score distribution moved from the reference (the test's statistic).")
+        st.caption("How far the score distribution moved from the hold-out scores (normed Wasserstein distance).")
         metric = [queries.PREDICTION_DRIFT]
         st.altair_chart(
             charts.over_time(
@@ -124,6 +125,49 @@ def quality(series: pd.DataFrame, versions: pd.DataFrame) -> None:
         for column, metric in zip(st.columns(2), ["precision", "recall"], strict=True):
             with column:
                 quality_chart(series, versions, metric)
+
+
+def episodes() -> None:
+    st.subheader("Alert episodes")
+    st.caption(
+        "An alert opens an episode once and keeps it open while the condition holds; it retrains once per episode "
+        "(after the cool-down) and closes when the condition clears."
+    )
+    listed = ask(queries.episodes)
+    if listed.empty:
+        st.success("No alert episode so far.")
+        return
+    still_open = listed[listed["state"] == "open"]
+    if not still_open.empty:
+        st.error(f"Open: {', '.join(still_open['alert'])}")
+    st.dataframe(
+        listed.drop(columns=["episode_id"]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "opened_at": ui.time_column("opened"),
+            "retrained_at": ui.time_column("retrained"),
+            "resolved_at": ui.time_column("resolved"),
+            "model_version": "version",
+            "opened_because": "why",
+        },
+    )
+
+
+def cbpe_reliability() -> None:
+    """Whether the CBPE estimate held where labels arrived; a flagged gap means the estimate cannot be trusted."""
+    gaps = ask(queries.cbpe_reliability)
+    if gaps.empty or gaps["gap"].notna().sum() == 0:
+        return
+    last = gaps.iloc[-1]
+    if bool(last["unreliable"]):
+        st.warning(
+            f"The quality estimate (CBPE) is unreliable: on {ui.count(int(last['labels']))} labelled rows it missed "
+            f"the realised ROC AUC by {last['gap']:+.3f} (bound {last['bound']:g}). The relation between features "
+            "and target has probably changed; trust realised quality only."
+        )
+    with st.expander("CBPE: estimated minus realised ROC AUC, per report"):
+        st.dataframe(gaps, hide_index=True, width="stretch", column_config={"run_at": ui.time_column("run at")})
 
 
 def alerts() -> None:
@@ -191,8 +235,10 @@ def render() -> None:
         return
     reports = ask(queries.reports)
     latest(reports)
+    episodes()
     drift(series)
     quality(series, ask(queries.model_versions))
+    cbpe_reliability()
     alerts()
     open_report(reports)
 

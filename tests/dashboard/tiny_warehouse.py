@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from warehouse.catalog import build_catalog
-from warehouse.layout import open_warehouse
+from warehouse.layout import MODELS, MONITORING, open_warehouse
 from warehouse.scoring import refresh_current
 from warehouse.store import Warehouse
 
@@ -153,6 +153,11 @@ def model_event(version: str, event: str, at: datetime, reason: str, roc_auc: fl
     }
 
 
+def _without_filled(schema: pa.Schema) -> pa.Schema:
+    """The table's schema without the partition and batch columns, which the store fills in."""
+    return pa.schema([f for f in schema if f.name not in ("batch_id", "event_on", "monitored_on")])
+
+
 def models_table() -> pa.Table:
     v1, v2, v3 = DAY1 - timedelta(hours=1), DAY3 - timedelta(hours=1), DAY3 + timedelta(hours=1)
     return pa.Table.from_pylist(
@@ -164,7 +169,8 @@ def models_table() -> pa.Table:
             model_event("v1", "retired", v2, "replaced by v2", None),
             model_event("v3", "trained", v3, "challenger to v2", 0.75),
             model_event("v3", "rejected", v3, "rejected: v3 lost to v2", 0.75),
-        ]
+        ],
+        schema=_without_filled(MODELS),  # columns an event does not name (the decision's numbers) are null
     )
 
 
@@ -186,7 +192,7 @@ def monitoring_table(report_id: str, version: str, at: datetime, path: Path, met
         "detail": f"what {report_id} measured",
         "report_path": str(path),
     }
-    return pa.Table.from_pylist([{**common, **m} for m in metrics])
+    return pa.Table.from_pylist([{**common, **m} for m in metrics], schema=_without_filled(MONITORING))
 
 
 FIRST_REPORT = [

@@ -113,7 +113,7 @@ def test_train_and_evaluate_holds_out_a_stratified_share(tmp_path: Path, tiny_da
     assert result.model.version == "v7"
     assert 0 <= result.metrics["roc_auc"] <= 1
     assert result.metrics["rows"] == 100
-    assert set(result.baselines) == {"embedding", "features"}  # the configured input is "both"
+    assert result.baselines == {}  # only the configured input is fitted unless model.compare_inputs
     share = (reference["outcome"] == "yes").mean()
     assert abs((result.holdout["outcome"] == "yes").mean() - share) < 0.03
 
@@ -121,6 +121,34 @@ def test_train_and_evaluate_holds_out_a_stratified_share(tmp_path: Path, tiny_da
     assert len(ref) == 400
     assert ref["split"].value_counts().to_dict() == {"train": 300, "holdout": 100}
     assert ref["embedding"].map(len).eq(3).all()
+
+
+def test_compare_inputs_fits_the_other_inputs_too(tmp_path: Path) -> None:
+    document = tiny_config_document()
+    document["model"]["compare_inputs"] = True
+    settings = load_settings(write_toml(tmp_path / "scorehouse.toml", document))
+    result = train_and_evaluate(synthetic_frame(300, seed=2), settings, version="v1")
+    assert set(result.baselines) == {"embedding", "features"}  # the configured input is "both"
+
+
+def test_event_time_column_orders_the_reference_and_trains(tmp_path: Path) -> None:
+    """The validated rows call the event-time column `event_time`; training used to look for the file's name."""
+    from pipeline.validate import read_incoming, validate_rows
+
+    document = tiny_config_document()
+    document["dataset"]["event_time_column"] = "issued_at"
+    settings = load_settings(write_toml(tmp_path / "scorehouse.toml", document))
+    frame = synthetic_frame(200, seed=3)
+    days = pd.date_range("2026-01-01", periods=200, freq="D", tz="UTC")
+    frame["issued_at"] = days[::-1].strftime("%Y-%m-%dT%H:%M:%SZ")  # the file lists the newest first
+    path = tmp_path / "reference.csv"
+    frame.drop(columns=["outcome"]).rename(columns={"record_id": settings.dataset.id_column}).to_csv(path, index=False)
+    checked = validate_rows(read_incoming(path), settings.dataset)
+    validated = checked.good.to_pandas().assign(outcome=frame["outcome"].to_numpy())
+    assert "event_time" in validated.columns and "issued_at" not in validated.columns
+    leading = reference_slice(validated, 0.25, settings.dataset)
+    assert leading["record_id"].tolist() == frame["record_id"].iloc[::-1].head(50).tolist()  # the oldest quarter
+    assert 0 <= train_and_evaluate(leading, settings, version="v1").metrics["roc_auc"] <= 1
 
 
 def test_binary_target_names_unknown_values(tiny_dataset: Dataset) -> None:

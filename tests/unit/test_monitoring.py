@@ -1,11 +1,13 @@
-"""Monitoring computations: drift, realised quality, CBPE estimates, sampling and the HTML report.
+"""Monitoring computations: drift, realised quality, CBPE estimates, reproducibility, leakage, the Evidently adapter.
 
-Frames are synthetic (3 numeric, 1 categorical, 4 embedding columns), built with fixed seeds.
+Frames are synthetic (3 numeric, 1 categorical, 4 embedding columns), built with fixed seeds. The
+reference's rows are all labelled: they stand for the version's hold-out.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from pathlib import Path
@@ -15,7 +17,6 @@ import pandas as pd
 import pytest
 from sklearn.metrics import (
     balanced_accuracy_score,
-    confusion_matrix,
     f1_score,
     precision_score,
     recall_score,
@@ -25,7 +26,9 @@ from sklearn.metrics import (
 from pipeline.monitoring import (
     QUALITY_METRICS,
     MonitorResult,
+    MonitorRules,
     estimate_quality,
+    exclude_trained,
     expected_roc_auc,
     monitor_window,
     save_report,
@@ -36,6 +39,7 @@ CATEGORICAL = ["colour"]
 EMBEDDING = [f"emb_{i}" for i in range(4)]
 THRESHOLD = 0.5
 CBPE_TOLERANCE = 0.03  # |estimated - realised| on 20,000 calibrated rows
+RULES = MonitorRules(drift_share_threshold=0.5)
 
 
 def make_frame(
@@ -52,11 +56,17 @@ def make_frame(
     target = (rng.uniform(size=rows) < chance).astype(float)
     target[rng.uniform(size=rows) >= labelled_share] = np.nan
     frame["target"] = target
+    frame.insert(0, "record_id", [f"s{seed}-{i:05d}" for i in range(rows)])
     return frame
 
 
 def monitor(
-    reference: pd.DataFrame, current: pd.DataFrame, *, max_rows: int = 50_000, column_p_value: float = 0.05
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    max_rows: int = 50_000,
+    report: bool = False,
+    rules: MonitorRules = RULES,
 ) -> MonitorResult:
     """monitor_window with the test columns, threshold 0.5 and share alarm above one half."""
     return monitor_window(
@@ -66,9 +76,9 @@ def monitor(
         categorical=CATEGORICAL,
         embedding=EMBEDDING,
         threshold=THRESHOLD,
-        drift_share_threshold=0.5,
-        column_p_value=column_p_value,
+        rules=rules,
         max_rows=max_rows,
+        report=report,
     )
 
 
@@ -79,7 +89,7 @@ def reference() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def shifted(reference: pd.DataFrame) -> MonitorResult:
-    return monitor(reference, make_frame(seed=2, rows=3000, shift=0.5, labelled_share=0.5))
+    return monitor(reference, make_frame(seed=2, rows=3000, shift=0.5, labelled_share=0.5), report=True)
 
 
 @pytest.fixture(scope="module")
@@ -91,44 +101,49 @@ def test_half_sd_shift_in_one_numeric_feature_flags_that_column(shifted: Monitor
     flagged = [m.column for m in shifted.metrics if m.metric == "column_drift" and m.status == "alert"]
     assert flagged == ["x0"]
     x0 = shifted.get("column_drift", "x0")
-    assert x0.value >= x0.threshold  # type: ignore[operator]
-    assert "Wasserstein" in x0.detail and "drift detected" in x0.detail
-    assert x0.sample_size == 3000
-    # one column of four drifting is not "more than half": the window-level alarm stays quiet
+    assert x0.value >= x0.threshold  # type: ignore[operator]  # material: distance at or above the bar
+    assert x0.p_value is not None and x0.p_value < x0.p_value_threshold  # type: ignore[operator]  # and significant
+    assert x0.p_value_threshold == pytest.approx(0.05 / 4)  # Bonferroni over the 4 feature columns
+    assert "Wasserstein" in x0.detail and ": drift." in x0.detail
     share = shifted.get("drift_share_features")
     assert share.value == pytest.approx(0.25)
-    assert share.status == "ok" and "x0" in share.detail
+    assert share.status == "ok" and "x0" in share.detail  # one of four is not more than half
+    assert "drift" not in shifted.firing
 
 
-def test_unshifted_window_of_the_same_size_raises_no_alert(unshifted: MonitorResult) -> None:
-    assert [m for m in unshifted.metrics if m.status == "alert"] == []
-    assert unshifted.get("drift_share_features").value == 0.0
-    assert unshifted.get("drift_share_embedding").value == 0.0
-    assert unshifted.get("prediction_drift", "score").status == "ok"
-
-
-def test_every_column_and_the_score_get_a_drift_metric(unshifted: MonitorResult) -> None:
-    columns = {m.column for m in unshifted.metrics if m.metric == "column_drift"}
-    assert columns == {*NUMERIC, *CATEGORICAL, *EMBEDDING}
+def test_every_column_keeps_its_distance_and_p_value_even_without_drift(unshifted: MonitorResult) -> None:
+    columns = [m for m in unshifted.metrics if m.metric == "column_drift"]
+    assert {m.column for m in columns} == {*NUMERIC, *CATEGORICAL, *EMBEDDING}
+    assert all(m.status == "ok" and math.isfinite(m.value) and m.p_value is not None for m in columns)
     assert "Jensen-Shannon" in unshifted.get("column_drift", "colour").detail
     assert "embedding column" in unshifted.get("column_drift", "emb_0").detail
+    assert unshifted.firing == {}
 
 
-def test_small_window_uses_p_value_tests_and_still_finds_the_shift(reference: pd.DataFrame) -> None:
-    result = monitor(reference, make_frame(seed=4, rows=400, shift=0.5), column_p_value=0.01)
-    x0 = result.get("column_drift", "x0")
-    assert x0.status == "alert" and x0.threshold == 0.01 and x0.value < 0.01
-    assert "Kolmogorov-Smirnov p-value" in x0.detail
-    assert "chi-square" in result.get("column_drift", "colour").detail
-    assert result.get("drift_share_features").status == "ok"
+def test_a_large_window_needs_a_material_distance_not_only_a_tiny_p_value() -> None:
+    big = make_frame(seed=4, rows=200_000, shift=0.05, labelled_share=0.0)  # real but immaterial
+    x0 = monitor(make_frame(seed=5, rows=200_000), big).get("column_drift", "x0")
+    assert x0.p_value < x0.p_value_threshold  # type: ignore[operator]  # significant...
+    assert x0.value < x0.threshold and x0.status == "ok"  # type: ignore[operator]  # ...but below the bar
 
 
 def test_share_alarm_fires_when_more_than_half_the_features_drift(reference: pd.DataFrame) -> None:
     current = make_frame(seed=5, rows=3000)
     current[["x0", "x1", "x2"]] += 0.5
-    share = monitor(reference, current).get("drift_share_features")
-    assert share.value == pytest.approx(0.75)
-    assert share.status == "alert" and share.threshold == 0.5
+    result = monitor(reference, current)
+    share = result.get("drift_share_features")
+    assert share.value == pytest.approx(0.75) and share.status == "alert" and share.threshold == 0.5
+    assert "drift" in result.firing
+
+
+def test_prediction_drift_compares_with_the_hold_out_scores_and_fires_its_own_alert(
+    reference: pd.DataFrame,
+) -> None:
+    current = make_frame(seed=6, rows=2000, labelled_share=0.0)
+    current["score"] = current["score"] ** 2  # the model now scores lower
+    result = monitor(reference, current)
+    assert result.get("prediction_drift", "score").status == "alert" and "prediction_drift" in result.firing
+    assert "hold-out scores" in result.get("prediction_drift", "score").detail
 
 
 def test_realised_quality_matches_sklearn_on_a_small_labelled_window(reference: pd.DataFrame) -> None:
@@ -146,18 +161,17 @@ def test_realised_quality_matches_sklearn_on_a_small_labelled_window(reference: 
     for name, value in expected.items():
         metric = result.get(name)
         assert metric.value == pytest.approx(value, abs=1e-9), name
-        assert metric.sample_size == 300 and metric.status == "info"
+        assert metric.sample_size == 300
 
 
-def test_balanced_accuracy_is_the_mean_of_tpr_and_tnr(shifted: MonitorResult) -> None:
-    # recomputed from the confusion matrix of the same labelled rows
-    current = make_frame(seed=2, rows=3000, shift=0.5, labelled_share=0.5).dropna(subset=["target"])
-    tn, fp, fn, tp = confusion_matrix(current["target"].astype(int), current["score"] >= THRESHOLD).ravel()
-    tpr, tnr = tp / (tp + fn), tn / (tn + fp)
-    balanced = shifted.get("balanced_accuracy")
-    assert balanced.value == pytest.approx((tpr + tnr) / 2, abs=1e-12)
-    assert balanced.sample_size == len(current)
-    assert "TPR" in balanced.detail and "TNR" in balanced.detail
+def test_a_real_quality_drop_alerts_and_a_small_window_says_too_few_labels(reference: pd.DataFrame) -> None:
+    noisy = make_frame(seed=7, rows=3000, labels_follow_score=False)  # labels no longer follow the score
+    dropped = monitor(reference, noisy)
+    assert dropped.get("roc_auc").status == "alert" and "quality" in dropped.firing
+    assert dropped.get("roc_auc").p_value < 0.05  # type: ignore[operator]
+    few = monitor(reference, make_frame(seed=8, rows=60))
+    assert few.get("roc_auc").status == "info" and few.get("roc_auc").detail.startswith("Too few labels to tell")
+    assert few.get("quality_min_detectable_drop").value > 0.05  # what 60 labels could have seen
 
 
 def test_cbpe_estimate_is_close_to_the_realised_value_on_calibrated_data() -> None:
@@ -180,6 +194,14 @@ def test_cbpe_estimate_is_close_to_the_realised_value_on_calibrated_data() -> No
         assert abs(estimated[name] - value) < CBPE_TOLERANCE, (name, estimated[name], value)
 
 
+def test_cbpe_gap_is_tracked_and_flags_a_concept_shift(reference: pd.DataFrame, unshifted: MonitorResult) -> None:
+    quiet = unshifted.get("cbpe_gap_roc_auc")
+    assert quiet.status == "ok" and abs(quiet.value) < 0.03
+    shifted_concept = monitor(reference, make_frame(seed=9, rows=3000, labels_follow_score=False))
+    gap = shifted_concept.get("cbpe_gap_roc_auc")
+    assert gap.status == "alert" and gap.value > 0.2 and "UNRELIABLE" in gap.detail
+
+
 def test_expected_roc_auc_with_hard_labels_is_sklearns_auc_even_with_ties() -> None:
     rng = np.random.default_rng(8)
     scores = rng.integers(0, 10, size=500) / 10  # many ties
@@ -188,51 +210,40 @@ def test_expected_roc_auc_with_hard_labels_is_sklearns_auc_even_with_ties() -> N
     assert math.isnan(expected_roc_auc(np.zeros(10), np.linspace(0, 1, 10)))
 
 
-def test_cbpe_metrics_cover_the_unlabelled_and_the_labelled_rows(shifted: MonitorResult) -> None:
-    labels = shifted.get("roc_auc").sample_size
-    for name in QUALITY_METRICS:
-        unlabelled, labelled = shifted.get(f"estimated_{name}"), shifted.get(f"estimated_{name}_labelled")
-        assert unlabelled.sample_size == 3000 - labels and "unlabelled rows" in unlabelled.detail
-        assert labelled.sample_size == labels and "labelled rows" in labelled.detail
-        assert abs(labelled.value - shifted.get(name).value) < 0.05, name
+def test_the_same_rows_in_any_order_give_bit_identical_numbers(reference: pd.DataFrame) -> None:
+    current = make_frame(seed=10, rows=2500, shift=0.2, labelled_share=0.5)
+    first = monitor(reference, current)
+    again = monitor(reference.sample(frac=1, random_state=1), current.sample(frac=1, random_state=2))
+    pairs = [(a.metric, a.column, a.value, a.p_value) for a in first.metrics]
+    assert pairs == [(b.metric, b.column, b.value, b.p_value) for b in again.metrics]
 
 
-def test_estimate_is_nan_when_the_reference_has_one_class() -> None:
-    values = estimate_quality(np.linspace(0, 1, 50), np.zeros(50), np.linspace(0, 1, 20), THRESHOLD)
-    assert all(math.isnan(v) for v in values.values())
+def test_rows_the_version_trained_on_are_left_out_of_the_window(reference: pd.DataFrame) -> None:
+    current = pd.concat([make_frame(seed=11, rows=100), reference.iloc[:40]])
+    kept = exclude_trained(current, reference["record_id"])
+    assert len(kept) == 100 and not set(kept["record_id"]) & set(reference["record_id"])
 
 
-def test_window_above_max_rows_is_sampled_and_every_detail_says_so(reference: pd.DataFrame) -> None:
-    result = monitor(reference, make_frame(seed=9, rows=2500, labelled_share=0.5), max_rows=1200)
+def test_a_large_window_is_sampled_for_drift_and_every_drift_number_says_so(reference: pd.DataFrame) -> None:
+    result = monitor(reference, make_frame(seed=12, rows=2500, labelled_share=0.5), max_rows=1200, report=True)
     assert result.sampled and result.current_rows == 2500
-    assert all("sampled to 1,200 of its 2,500 rows" in m.detail for m in result.metrics)
-    # the reference (3000 rows) is above max_rows too, and is sampled the same way
-    assert all("reference was sampled to 1,200 of its 3,000 rows" in m.detail for m in result.metrics)
+    note = "1,200 of the window's 2,500 rows and 1,200 of the reference's 3,000"
+    assert note in html.unescape(result.html)
+    assert all(note in m.detail for m in result.metrics if m.metric in ("column_drift", "prediction_drift"))
     assert result.get("prediction_drift", "score").sample_size == 1200
+    assert result.get("roc_auc").sample_size == int(
+        make_frame(seed=12, rows=2500, labelled_share=0.5)["target"].notna().sum()
+    )
 
 
-def test_window_at_or_below_max_rows_is_not_sampled(unshifted: MonitorResult) -> None:
-    assert not unshifted.sampled and unshifted.current_rows == 3000
-    assert not any("Sampled" in m.detail for m in unshifted.metrics)
-
-
-def test_window_without_labels_gives_nan_quality_with_status_info(reference: pd.DataFrame) -> None:
-    result = monitor(reference, make_frame(seed=10, rows=500, labelled_share=0.0))
+def test_window_without_labels_gives_nan_quality_and_too_few_labels(reference: pd.DataFrame) -> None:
+    result = monitor(reference, make_frame(seed=13, rows=500, labelled_share=0.0))
     for name in QUALITY_METRICS:
-        metric = result.get(name)
-        assert math.isnan(metric.value) and metric.status == "info" and metric.sample_size == 0
-        assert "no row of the window has a label" in metric.detail
+        assert math.isnan(result.get(name).value) and result.get(name).sample_size == 0
         assert math.isnan(result.get(f"estimated_{name}_labelled").value)
         assert result.get(f"estimated_{name}").sample_size == 500
+    assert result.get("roc_auc").detail.startswith("Too few labels to tell")
     assert not math.isnan(result.get("estimated_roc_auc").value)
-    assert "No classification report" in result.html
-
-
-def test_window_with_one_class_of_labels_gives_nan_quality(reference: pd.DataFrame) -> None:
-    current = make_frame(seed=11, rows=200)
-    current["target"] = 0.0
-    metric = monitor(reference, current).get("roc_auc")
-    assert math.isnan(metric.value) and metric.status == "info" and "both classes" in metric.detail
 
 
 def test_empty_window_is_refused(reference: pd.DataFrame) -> None:
@@ -247,3 +258,15 @@ def test_html_report_is_self_contained_and_saved(shifted: MonitorResult, tmp_pat
     assert "column_drift" in shifted.html and "class='alert'" in shifted.html
     path = save_report(shifted, tmp_path / "window.html")
     assert path.read_text(encoding="utf-8") == shifted.html
+
+
+def test_the_evidently_fields_the_adapter_reads_are_where_it_reads_them(shifted: MonitorResult) -> None:
+    """Pins Evidently's snapshot layout: metrics[].config.type / .column and metrics[].value."""
+    from pipeline.evidently_report import evidently_values
+
+    drift = evidently_values(json.loads(shifted.snapshots["drift"].json()))
+    assert isinstance(drift[("ValueDrift", "score")], float)
+    assert {column for (kind, column) in drift if kind == "ValueDrift"} >= {*NUMERIC, *CATEGORICAL, *EMBEDDING}
+    quality = evidently_values(json.loads(shifted.snapshots["quality"].json()))
+    labelled = make_frame(seed=2, rows=3000, shift=0.5, labelled_share=0.5).dropna(subset=["target"])
+    assert quality[("RocAuc", None)] == pytest.approx(roc_auc_score(labelled["target"], labelled["score"]))

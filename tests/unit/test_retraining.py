@@ -1,6 +1,8 @@
-"""Challengers: trained on the right rows, compared fairly, promoted only when they win."""
+"""Challengers: trained on the right rows, compared on fresh rows by the paired test, promoted only when they win."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -8,7 +10,7 @@ import pytest
 
 from pipeline.config import Settings, load_settings
 from pipeline.model import ScoringModel, fit_model
-from pipeline.retraining import compare, split_for_retraining, train_challenger
+from pipeline.retraining import compare, promotion_rule, split_for_retraining, train_challenger
 from tests.conftest import tiny_config_document, write_toml
 
 
@@ -44,11 +46,14 @@ def test_a_deliberately_weakened_challenger_is_never_promoted(settings: Settings
     shuffled["outcome"] = shuffled["outcome"].sample(frac=1, random_state=0).to_numpy()  # labels carry no signal
     weak = fitted(shuffled, settings, "v2")
     holdout = frame(800, 3)
-    decision = compare(champion, weak, holdout, settings.dataset, "roc_auc", 0.005)
+    decision = compare(champion, weak, holdout, settings.dataset, promotion_rule(settings))
     assert not decision.promote
     assert decision.challenger["roc_auc"] < decision.champion["roc_auc"]
     assert decision.reason.startswith("rejected: v2 roc_auc")
-    assert "on the same 800 held-out rows" in decision.reason
+    assert "on the same 800 fresh rows" in decision.reason
+    test = decision.test  # the decision row stores the interval, the p-value, the rows and positives
+    assert test.gain_low < test.gain < test.gain_high and test.p_value > 0.5
+    assert test.rows == 800 and test.positives == int((holdout["outcome"] == "yes").sum())
 
 
 def test_a_better_challenger_is_promoted_and_a_tie_is_not(settings: Settings) -> None:
@@ -56,26 +61,54 @@ def test_a_better_challenger_is_promoted_and_a_tie_is_not(settings: Settings) ->
     champion = fitted(blind, settings, "v1")
     better = fitted(frame(600, 2), settings, "v2")
     holdout = frame(800, 3)
-    assert compare(champion, better, holdout, settings.dataset, "roc_auc", 0.005).promote
-    assert not compare(better, better, holdout, settings.dataset, "roc_auc", 0.005).promote
+    # The blind champion calls nearly everyone positive at the threshold, so its recall is high: the
+    # recall guard would (rightly) block; balanced accuracy is the guard that fits this comparison.
+    rule = replace(promotion_rule(settings), guard_metric="balanced_accuracy")
+    won = compare(champion, better, holdout, settings.dataset, rule)
+    assert won.promote and won.test.gain_low > rule.min_improvement and won.test.p_value < rule.alpha
+    assert not compare(better, better, holdout, settings.dataset, rule).promote
 
 
-def test_the_latest_labels_are_held_out_and_seen_rows_left_out() -> None:
-    from pipeline.config import Dataset
-    from tests.conftest import tiny_dataset_section
-
-    dataset = Dataset(**tiny_dataset_section())
+def _split_inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
     base = frame(10, 1).rename(columns={"outcome": "target"})
     reference = base.assign(split=["train"] * 8 + ["holdout"] * 2)
     production = frame(10, 2).rename(columns={"outcome": "target"})
     production["labelled_at"] = pd.date_range("2026-11-01", periods=10, freq="h", tz="UTC")
     production = pd.concat([production, base.iloc[:3].assign(labelled_at=pd.Timestamp("2026-11-02", tz="UTC"))])
+    return reference, production
+
+
+def test_the_latest_fresh_labels_are_compared_on_and_seen_rows_left_out() -> None:
+    from pipeline.config import Dataset
+    from tests.conftest import tiny_dataset_section
+
+    dataset = Dataset(**tiny_dataset_section())
+    reference, production = _split_inputs()
     data = split_for_retraining(reference, production, dataset, holdout_fraction=0.3)
     assert data.new_rows == 10  # the three rows the champion trained on are not new
     held = set(data.holdout["record_id"])
-    assert held == set(base["record_id"].iloc[8:]) | set(production["record_id"].iloc[7:10])
+    assert held == set(production["record_id"].iloc[7:10])  # only rows neither model trained on
     assert not held & set(data.train["record_id"])
+    assert set(reference["record_id"]) <= set(data.train["record_id"])  # the champion's hold-out may train now
+    assert data.compared_until == production["labelled_at"].iloc[9]
     assert "outcome" in data.train.columns
+
+
+def test_rows_an_earlier_decision_used_are_never_compared_on_again() -> None:
+    from pipeline.config import Dataset
+    from tests.conftest import tiny_dataset_section
+
+    dataset = Dataset(**tiny_dataset_section())
+    reference, production = _split_inputs()
+    first = split_for_retraining(reference, production, dataset, holdout_fraction=0.3)
+    later = split_for_retraining(reference, production, dataset, 0.3, compared_until=first.compared_until)
+    assert later.holdout.empty  # nothing fresh since: the next decision waits for new labels
+    assert set(first.holdout["record_id"]) <= set(later.train["record_id"])  # used rows train instead
+    newer = production.iloc[:2].assign(record_id=["n1", "n2"], labelled_at=pd.Timestamp("2026-11-03", tz="UTC"))
+    fresh = split_for_retraining(
+        reference, pd.concat([production, newer]), dataset, 0.5, compared_until=first.compared_until
+    )
+    assert set(fresh.holdout["record_id"]) == {"n2"}
 
 
 def test_warm_start_continues_the_champions_booster(settings: Settings) -> None:

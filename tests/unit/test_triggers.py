@@ -1,15 +1,18 @@
-"""Each retraining trigger fires exactly when it should, and not otherwise."""
+"""Each retraining trigger fires exactly when it should, and not otherwise; alerts retrain once per episode."""
 
 from __future__ import annotations
 
-import math
+from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pytest
 
 from pipeline.config import Settings
-from pipeline.triggers import Measured, measure_quality, quality_dropped, retrain_due
+from pipeline.episodes import Episode, advance
+from pipeline.triggers import retrain_alerts, retrain_due
 from tests.conftest import tiny_config_document, write_toml
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+DAY = timedelta(hours=24)
 
 
 @pytest.fixture
@@ -17,76 +20,68 @@ def settings(tmp_path) -> Settings:  # type: ignore[no-untyped-def]
     from pipeline.config import load_settings
 
     document = tiny_config_document()
-    document["monitoring"] = {"drift_share_threshold": 0.5, "max_quality_drop": 0.05, "min_labels": 100}
     document["retrain"] = {"every_new_labels": 1000}
     return load_settings(write_toml(tmp_path / "scorehouse.toml", document))
 
 
-CHAMPION = Measured(value=0.80, low=0.78, high=0.82, labels=1000)
-STEADY = Measured(value=0.79, low=0.77, high=0.81, labels=1000)
-
-
-def due(settings: Settings, **changes: object):  # type: ignore[no-untyped-def]
-    arguments = {"new_labels": 10, "drifted_share": 0.1, "quality": STEADY, "champion_quality": CHAMPION}
-    arguments.update(changes)
-    return retrain_due(settings=settings, **arguments)  # type: ignore[arg-type]
-
-
 def test_nothing_fires_on_a_quiet_window(settings: Settings) -> None:
-    decision = due(settings)
+    decision = retrain_due(new_labels=10, episodes_retraining=[], settings=settings)
     assert not decision.due and decision.fired == [] and decision.summary == "no trigger fired"
 
 
 @pytest.mark.parametrize(("labels", "fires"), [(999, False), (1000, True), (2500, True)])
 def test_every_k_labels(settings: Settings, labels: int, fires: bool) -> None:
-    decision = due(settings, new_labels=labels)
-    assert ("labels" in decision.fired) is fires
-    assert decision.due is fires
+    decision = retrain_due(new_labels=labels, episodes_retraining=[], settings=settings)
+    assert ("labels" in decision.fired) is fires and decision.due is fires
 
 
-@pytest.mark.parametrize(("share", "fires"), [(0.5, False), (0.51, True), (1.0, True)])
-def test_drift_share_strictly_above_the_threshold(settings: Settings, share: float, fires: bool) -> None:
-    assert ("drift" in due(settings, drifted_share=share).fired) is fires
+def test_an_episode_that_retrains_makes_retraining_due(settings: Settings) -> None:
+    decision = retrain_due(new_labels=0, episodes_retraining=["prediction_drift"], settings=settings)
+    assert decision.fired == ["prediction_drift"] and "prediction drift alert episode" in decision.summary
 
 
-def test_drift_trigger_can_be_switched_off(settings: Settings) -> None:
+def test_switches_choose_which_alerts_retrain(settings: Settings) -> None:
+    assert retrain_alerts(settings) == {"drift", "prediction_drift", "quality"}  # any drift alert counts
     quiet = settings.model_copy(update={"retrain": settings.retrain.model_copy(update={"on_drift": False})})
-    assert not due(quiet, drifted_share=0.9).due
+    assert retrain_alerts(quiet) == {"quality"}
 
 
-def test_a_real_quality_drop_fires(settings: Settings) -> None:
-    dropped = Measured(value=0.70, low=0.66, high=0.74, labels=500)
-    decision = due(settings, quality=dropped)
-    assert decision.fired == ["quality"]
-    assert "0.700 on 500 labels" in decision.reasons[0]
+def step(open_: dict[str, Episode], firing: dict[str, str], *, now: datetime = NOW, last: datetime | None = None):  # type: ignore[no-untyped-def]
+    return advance(
+        open_,
+        firing,
+        now=now,
+        report_id="r1",
+        retrain_on=frozenset({"drift", "quality"}),
+        last_retrain_at=last,
+        cooldown=DAY,
+    )
 
 
-def test_a_drop_within_noise_does_not_fire(settings: Settings) -> None:
-    # More than max_quality_drop below, but the intervals overlap: not beyond noise.
-    noisy = Measured(value=0.72, low=0.62, high=0.79, labels=500)
-    assert not quality_dropped(noisy, CHAMPION, settings)
+def test_an_alert_opens_one_episode_and_retrains_once() -> None:
+    first = step({}, {"drift": "x0 drifted"})
+    assert [(e.event, e.alert) for e in first.events] == [("opened", "drift"), ("retrain", "drift")]
+    assert first.retrain_for == ["drift"]
+    again = step(first.open, {"drift": "x0 still drifted"}, now=NOW + 2 * DAY)
+    assert again.events == [] and again.retrain_for == []  # still open: no new alarm, no second retrain
+    assert again.open["drift"].episode_id == first.open["drift"].episode_id
 
 
-def test_a_drop_on_too_few_labels_does_not_fire(settings: Settings) -> None:
-    few = Measured(value=0.50, low=0.45, high=0.55, labels=99)
-    assert not quality_dropped(few, CHAMPION, settings)
+def test_an_episode_closes_when_the_condition_clears_and_a_new_one_can_open() -> None:
+    first = step({}, {"quality": "dropped"})
+    cleared = step(first.open, {}, now=NOW + DAY)
+    assert [(e.event, e.alert) for e in cleared.events] == [("resolved", "quality")] and cleared.open == {}
+    reopened = step(cleared.open, {"quality": "dropped again"}, now=NOW + 3 * DAY)
+    assert reopened.events[0].event == "opened" and reopened.retrain_for == ["quality"]
 
 
-def test_a_small_drop_does_not_fire(settings: Settings) -> None:
-    slight = Measured(value=0.76, low=0.755, high=0.765, labels=5000)
-    assert not quality_dropped(slight, CHAMPION, settings)
+def test_the_cool_down_delays_the_retrain_of_an_episode_until_it_ends() -> None:
+    during = step({}, {"drift": "d"}, last=NOW - timedelta(hours=2))
+    assert [e.event for e in during.events] == ["opened"] and during.retrain_for == []
+    later = step(during.open, {"drift": "d"}, now=NOW + DAY, last=NOW - timedelta(hours=2))
+    assert later.retrain_for == ["drift"] and [e.event for e in later.events] == ["retrain"]
 
 
-def test_undefined_quality_never_fires(settings: Settings) -> None:
-    undefined = Measured(value=math.nan, low=math.nan, high=math.nan, labels=500)
-    assert not quality_dropped(undefined, CHAMPION, settings)
-
-
-def test_measure_quality_interval_brackets_the_value() -> None:
-    rng = np.random.default_rng(3)
-    scores = rng.uniform(size=800)
-    labels = (rng.uniform(size=800) < scores).astype(int)
-    measured = measure_quality(labels, scores, 0.5, "roc_auc", seed=0)
-    assert measured.low < measured.value < measured.high
-    assert measured.labels == 800
-    assert measure_quality(np.array([]), np.array([]), 0.5, "roc_auc", seed=0).labels == 0
+def test_an_alert_that_does_not_retrain_still_opens_an_episode() -> None:
+    result = step({}, {"prediction_drift": "score moved"})
+    assert [e.event for e in result.events] == ["opened"] and result.retrain_for == []
