@@ -7,9 +7,11 @@ order so that none always runs first:
 
 - plain: to pandas, `model.score`, the predictions columns as Arrow (what the score flow does per chunk);
 - exact: plain, then `explain` and `to_arrow` (TreeSHAP);
-- approximate: the same with `approximate=True`.
+- approximate: the same with `approximate=True`;
+- exact_once, approximate_once: `score_and_explain`, which preprocesses the chunk once for both.
 
-Storage and Prefect are left out, so the ratios are a lower bound for the score flow's.
+Storage and Prefect are left out, so the ratios are a lower bound for the score flow's. The first
+chunk is also taken apart step by step (`cost_*` seconds), to show where the time goes.
 
     uv run python -m bench.explain_bench --rows 1000000
 """
@@ -22,13 +24,14 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from bench.generate import bootstrap_chunk
 from pipeline.config import Settings, load_settings
-from pipeline.explain import explain, to_arrow
-from pipeline.model import ScoringModel, fit_model
+from pipeline.explain import explain, score_and_explain, to_arrow, tree_contributions
+from pipeline.model import ScoringModel, classifier_input, fit_model
 from pipeline.training import binary_target, reference_slice
 
 Variant = Callable[[ScoringModel, pa.Table], dict[str, pa.Array]]
@@ -48,11 +51,30 @@ def approximate(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
     return _predictions(model, frame) | to_arrow(explain(model, frame, approximate=True))
 
 
-VARIANTS: dict[str, Variant] = {"plain": plain, "exact": exact, "approximate": approximate}
+def exact_once(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
+    scores, labels, vectors, explanations = score_and_explain(model, chunk.to_pandas())
+    return _columns(scores, labels, vectors) | to_arrow(explanations)
+
+
+def approximate_once(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
+    scores, labels, vectors, explanations = score_and_explain(model, chunk.to_pandas(), approximate=True)
+    return _columns(scores, labels, vectors) | to_arrow(explanations)
+
+
+VARIANTS: dict[str, Variant] = {
+    "plain": plain,
+    "exact": exact,
+    "approximate": approximate,
+    "exact_once": exact_once,
+    "approximate_once": approximate_once,
+}
 
 
 def _predictions(model: ScoringModel, frame: pd.DataFrame) -> dict[str, pa.Array]:
-    scores, labels, vectors = model.score(frame)
+    return _columns(*model.score(frame))
+
+
+def _columns(scores: np.ndarray, labels: np.ndarray, vectors: np.ndarray) -> dict[str, pa.Array]:
     return {
         "score": pa.array(scores, pa.float64()),
         "label": pa.array(labels, pa.string()),
@@ -77,12 +99,14 @@ def explain_over_plain(rows: int, chunk_rows: int, settings: Settings | None = N
     sample = pd.read_csv(settings.reference_path)
     seconds = dict.fromkeys(VARIANTS, 0.0)
     peaks: dict[str, float] = {}
+    costs: dict[str, float] = {}
     for number, start in enumerate(range(0, rows, chunk_rows)):
         chunk = bootstrap_chunk(sample, settings, start, min(chunk_rows, rows - start), seed=number)
         if number == 0:
+            costs = cost_breakdown(model, chunk)
             peaks = {name: _traced_peak_mb(variant, model, chunk) for name, variant in VARIANTS.items()}
         names = list(VARIANTS)
-        for name in names[number % 3 :] + names[: number % 3]:
+        for name in names[number % len(names) :] + names[: number % len(names)]:
             begin = time.perf_counter()
             VARIANTS[name](model, chunk)
             seconds[name] += time.perf_counter() - begin
@@ -90,11 +114,42 @@ def explain_over_plain(rows: int, chunk_rows: int, settings: Settings | None = N
         "rows": float(rows),
         "chunk_rows": float(chunk_rows),
         **{f"{name}_s": value for name, value in seconds.items()},
-        "exact_over_plain": seconds["plain"] / seconds["exact"],
-        "approximate_over_plain": seconds["plain"] / seconds["approximate"],
+        **{f"{name}_over_plain": seconds["plain"] / value for name, value in seconds.items() if name != "plain"},
+        **costs,
         **{f"peak_traced_mb_{name}": value for name, value in peaks.items()},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def cost_breakdown(model: ScoringModel, chunk: pa.Table) -> dict[str, float]:
+    """Seconds of each step of scoring and explaining one chunk, one after the other."""
+    frame = chunk.to_pandas()
+    clock = _Clock()
+    model.score(frame)
+    clock.lap("score")
+    x, _ = classifier_input(model.embedding, frame[model.feature_names], model.model_input)
+    clock.lap("classifier_input")
+    model.classifier.predict_proba(x)
+    clock.lap("predict_proba")
+    tree_contributions(model.classifier, x)
+    clock.lap("tree_contributions_exact")
+    tree_contributions(model.classifier, x, approximate=True)
+    clock.lap("tree_contributions_approximate")
+    explanations = explain(model, frame)
+    clock.lap("explain_exact")
+    to_arrow(explanations)
+    clock.lap("to_arrow")
+    return clock.laps
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[f"cost_{name}_s"], self._last = now - self._last, now
 
 
 def _traced_peak_mb(variant: Variant, model: ScoringModel, chunk: pa.Table) -> float:
@@ -116,7 +171,10 @@ def main() -> None:
     width = max(map(len, results))
     for name, value in results.items():
         print(f"{name:<{width}}  {value:,.3f}" if not float(value).is_integer() else f"{name:<{width}}  {value:,.0f}")
-    target = "met" if results["exact_over_plain"] >= 0.5 or results["approximate_over_plain"] >= 0.8 else "not met"
+    met = max(results["exact_over_plain"], results["exact_once_over_plain"]) >= 0.5 or (
+        max(results["approximate_over_plain"], results["approximate_once_over_plain"]) >= 0.8
+    )
+    target = "met" if met else "not met"
     print(f"target (exact >= 0.5x or approximate >= 0.8x): {target}")
 
 

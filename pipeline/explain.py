@@ -11,6 +11,11 @@ of the dataset contract instead, so the classifier's columns are mapped back:
 
 Every step is a sum or an exact split, so contributions + base value = margin still holds. Reason codes
 are the features that raised the margin most (towards the positive class).
+
+Cost: nearly all of it is XGBoost's TreeSHAP, which grows with the number of trees and their depth, not
+with the number of columns. On CPU, for the repo config's model (400 trees of depth 2), exact
+contributions take about 15 times as long as scoring the same chunk, approximate ones about 4 times
+(`bench/explain_bench.py`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "feature_origins",
     "global_importance",
     "reason_text",
+    "score_and_explain",
     "to_arrow",
     "tree_contributions",
 ]
@@ -107,12 +113,39 @@ def explain(model: ScoringModel, frame: pd.DataFrame, *, top_k: int = 4, approxi
     are faster and still add up to the margin, but are not Shapley values.
     Memory is a few arrays of the chunk's size: call it on a chunk, not on a whole table.
     """
-    if top_k < 0:
-        raise ValueError(f"top_k must be 0 or more, not {top_k}")
+    _check_top_k(top_k)
     features = frame[model.feature_names]
     if features.empty:  # the preprocessing refuses zero rows
         return _no_rows(model, top_k, approximate)
     x, _ = classifier_input(model.embedding, features, model.model_input)
+    return _explain_input(model, features, x, top_k, approximate)
+
+
+def score_and_explain(
+    model: ScoringModel, frame: pd.DataFrame, *, top_k: int = 4, approximate: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Explanations]:
+    """`model.score(frame)` and `explain(model, frame)` with the preprocessing done once.
+
+    The scores are the classifier's own probabilities, as `ScoringModel.score` gives them (not the
+    logistic of the contributions' sum, which differs in the last float32 digits).
+    """
+    _check_top_k(top_k)
+    features = frame[model.feature_names]
+    x, vectors = classifier_input(model.embedding, features, model.model_input)
+    scores = model.classifier.predict_proba(x)[:, 1].astype(np.float64)
+    labels = np.where(scores >= model.threshold, model.classes[1], model.classes[0])
+    return scores, labels, vectors, _explain_input(model, features, x, top_k, approximate)
+
+
+def _check_top_k(top_k: int) -> None:
+    if top_k < 0:
+        raise ValueError(f"top_k must be 0 or more, not {top_k}")
+
+
+def _explain_input(
+    model: ScoringModel, features: pd.DataFrame, x: np.ndarray, top_k: int, approximate: bool
+) -> Explanations:
+    """Explanations of rows whose classifier input is `x` (`features` are the same rows, as they came)."""
     raw = tree_contributions(model.classifier, x, approximate=approximate)
     per_column = _preprocessed_contributions(model, features, x, raw[:, :-1])
     origins = feature_origins(model.embedding.preprocess, model.feature_names)

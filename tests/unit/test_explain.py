@@ -17,6 +17,7 @@ from pipeline.explain import (
     feature_origins,
     global_importance,
     reason_text,
+    score_and_explain,
     to_arrow,
     tree_contributions,
 )
@@ -339,6 +340,19 @@ def test_global_importance_is_the_mean_absolute_contribution(
     assert importance.idxmax() == "amount"
     with pytest.raises(ValueError, match="at least one row"):
         global_importance(model, synthetic.iloc[:0])
+
+
+@pytest.mark.parametrize("model_input", INPUTS)
+def test_score_and_explain_gives_what_score_and_explain_give_apart(
+    tiny_models: dict[str, ScoringModel], synthetic: pd.DataFrame, model_input: str
+) -> None:
+    model = tiny_models[model_input]
+    scores, labels, vectors, explanations = score_and_explain(model, synthetic, top_k=2)
+    for together, apart in zip((scores, labels, vectors), model.score(synthetic), strict=True):
+        assert np.array_equal(together, apart)
+    alone = explain(model, synthetic, top_k=2)
+    assert np.array_equal(explanations.contributions, alone.contributions)
+    assert np.array_equal(explanations.reason_features, alone.reason_features)
 
 
 def test_a_negative_top_k_is_refused(tiny_models: dict[str, ScoringModel], synthetic: pd.DataFrame) -> None:
