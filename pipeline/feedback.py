@@ -41,6 +41,7 @@ def validate_labels(raw: pa.Table, dataset: Dataset, known_ids: Collection[str])
     if missing:
         raise UnreadableFile(f"label file lacks column(s) {missing}: it needs {id_name}, {LABEL_COLUMN}, {TIME_COLUMN}")
     problems = Problems(raw)
+    problems.flag_unreadable_lines()
     ids = as_text(raw, id_name)
     labels = as_text(raw, LABEL_COLUMN)
     times_text = as_text(raw, TIME_COLUMN)
