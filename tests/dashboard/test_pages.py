@@ -8,12 +8,12 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.settings import DashboardSettings
 from tests.conftest import tiny_config_document, write_toml
+from tests.dashboard import tiny_warehouse as tw
 from tests.dashboard.conftest import APP
 from tests.dashboard.tiny_warehouse import Tiny, add_records_and_predictions, empty_warehouse, tiny_warehouse
 
@@ -252,9 +252,7 @@ def test_a_wrong_config_is_shown_not_raised(tmp_path: Path, monkeypatch: pytest.
 
 # ------------------------------------------------------------------------------------ hostile values
 
-EVIL = "https://evil.example"
-HOSTILE_ID = f"x` [click]({EVIL}/phish) ![img]({EVIL}/pixel.png) <img src={EVIL}/h.png> :red[alarm] $x^2$"
-HOSTILE_FILE = f"f](({EVIL}))[a]({EVIL}) `` ![i]({EVIL}/i.png).csv"
+EVIL, HOSTILE_ID = tw.EVIL, tw.HOSTILE_ID
 
 
 def _rendered(at: AppTest) -> str:
@@ -274,22 +272,7 @@ def _assert_inert(at: AppTest) -> None:
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A warehouse whose id, file name, label and model reason are markdown that would link out."""
-    from tests.dashboard import tiny_warehouse as tw
-    from warehouse.catalog import build_catalog
-
-    store = empty_warehouse(tmp_path_factory.mktemp("hostile") / "warehouse")
-    records = tw.records_table(["a1"])
-    records = records.set_column(0, "record_id", pa.array([HOSTILE_ID]))
-    records = records.set_column(records.schema.get_field_index("source_file"), "source_file", pa.array([HOSTILE_FILE]))
-    store.commit("records", "r1", records, partition="2026-01-01")
-    scores = tw.predictions_table("v1", tw.DAY1, {HOSTILE_ID: 0.5})
-    store.commit("predictions", "p1", scores, partition="2026-01-01")
-    models = tw.models_table().to_pylist()
-    for row in models:
-        row["reason"] = f"[promoted]({EVIL}) ![x]({EVIL}/x.png)"
-    store.commit("models", "m", pa.Table.from_pylist(models, tw.models_table().schema), partition="2026-01-01")
-    return build_catalog(store)
+    return tw.hostile_warehouse(tmp_path_factory.mktemp("hostile"))
 
 
 def test_a_hostile_record_id_in_the_link_renders_no_link_or_image(open_app: OpenApp, hostile: Path) -> None:
