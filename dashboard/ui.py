@@ -69,6 +69,9 @@ def decimal(value: float | None, digits: int = 3) -> str:
 # formula (`$`) can start inside a value.
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+# What GitHub-flavoured markdown turns into a link by itself, even when every character is escaped: a
+# scheme (`https://`, `mailto:`, `xmpp:`), `www.`, or an address with `@`. Such values are shown as code.
+_LINKABLE = re.compile(r"(?i)(://|www\.|@|mailto:|xmpp:)")
 
 
 def text(value: object) -> str:
@@ -76,9 +79,12 @@ def text(value: object) -> str:
 
     Everything a person can put into the warehouse (ids, file names, labels, reasons) goes through this
     or `code` before Streamlit renders it as markdown. Line breaks become spaces: a new line could start
-    a heading or a list.
+    a heading or a list. A value holding something GFM would link by itself is shown as code instead.
     """
-    return _PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+    shown = str(value)
+    if _LINKABLE.search(shown):  # GFM links a bare URL or e-mail address after parsing, escaped or not
+        return code(shown)
+    return _PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", shown))
 
 
 def code(value: object) -> str:
