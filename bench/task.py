@@ -12,12 +12,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import flows  # noqa: F401  (Prefect defaults before Prefect is imported)
-from flows.ingest import ingest
-from flows.monitor import monitor
-from flows.runtime import without_heartbeats
-from flows.score import score
-from flows.train import train
+from flows import _environment
+
+_environment.apply_defaults()  # Prefect defaults before Prefect is imported
+
+from flows.ingest import ingest  # noqa: E402
+from flows.monitor import monitor  # noqa: E402
+from flows.runtime import without_heartbeats  # noqa: E402
+from flows.score import score  # noqa: E402
+from flows.train import train  # noqa: E402
 
 STEPS: dict[str, Callable[[str], Any]] = {"train": train, "ingest": ingest, "score": score, "monitor": monitor}
 

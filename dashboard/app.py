@@ -20,6 +20,7 @@ from pipeline.config import ConfigError
 from warehouse.queries import CatalogMissing
 
 PAGES = Path(__file__).resolve().parent / "app_pages"
+PAGE_ICON = "📊"
 
 
 def pages() -> list[st.Page]:
@@ -34,13 +35,15 @@ def pages() -> list[st.Page]:
 
 def sidebar(settings: DashboardSettings, catalog: Path) -> None:
     with st.sidebar:
-        st.caption(f"Catalog `{catalog}`, read-only. Answers are at most {settings.ttl_seconds:g} s old.")
+        st.caption(f"Catalog {ui.code(catalog)}, read-only. Answers are at most {settings.ttl_seconds:g} s old.")
         if st.button("Refresh now", icon=":material/refresh:"):
             data.refresh()
 
 
 def main() -> None:
-    st.set_page_config(page_title="Scorehouse", page_icon=":material/table_chart:", layout="wide")
+    # The tab icon is an emoji: Streamlit fetches a `:material/...:` page icon from fonts.gstatic.com, and the
+    # dashboard must work offline. The navigation's material icons come from the font Streamlit bundles.
+    st.set_page_config(page_title="Scorehouse", page_icon=PAGE_ICON, layout="wide")
     page = st.navigation(pages())
     settings = data.settings()
     try:

@@ -5,6 +5,7 @@ Every empty state names the missing thing and the command that produces it, neve
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,35 @@ def count(value: int) -> str:
 
 def decimal(value: float | None, digits: int = 3) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+# Every ASCII punctuation character: CommonMark lets each be escaped with a backslash, and with all of them
+# escaped no link, image, emphasis, HTML, autolink, Streamlit directive (`:red[...]`) or
+# formula (`$`) can start inside a value.
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+# What GitHub-flavoured markdown turns into a link by itself, even when every character is escaped: a
+# scheme (`https://`, `mailto:`, `xmpp:`), `www.`, or an address with `@`. Such values are shown as code.
+_LINKABLE = re.compile(r"(?i)(://|www\.|@|mailto:|xmpp:)")
+
+
+def text(value: object) -> str:
+    """A stored value (a reason, a label, a version) as markdown that shows exactly its characters.
+
+    Everything a person can put into the warehouse (ids, file names, labels, reasons) goes through this
+    or `code` before Streamlit renders it as markdown. Line breaks become spaces: a new line could start
+    a heading or a list. A value holding something GFM would link by itself is shown as code instead.
+    """
+    shown = str(value)
+    if _LINKABLE.search(shown):  # GFM links a bare URL or e-mail address after parsing, escaped or not
+        return code(shown)
+    return _PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", shown))
+
+
+def code(value: object) -> str:
+    """A stored identifier (a record id, a file name) as an inline code span that cannot be closed early:
+    its fence is one backtick longer than the longest run of backticks inside."""
+    shown = _LINE_BREAKS.sub("\u21b5", str(value)) or " "
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", shown)), default=0) + 1)
+    pad = " " if shown[0] in "` " or shown[-1] in "` " else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"

@@ -1,5 +1,5 @@
-"""Prefect flows: thin wiring of `pipeline/` (what to compute) and `warehouse/` (where it is stored)."""
+"""Prefect flows: thin wiring of `pipeline/` (what to compute) and `warehouse/` (where it is stored).
 
-from flows import _environment
-
-_environment.apply_defaults()
+Importing this package changes nothing in the process: the processes Scorehouse starts call
+`flows._environment.apply_defaults()` themselves, before Prefect is imported.
+"""

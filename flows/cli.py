@@ -1,19 +1,28 @@
 """`scorehouse`: the command line. Each command runs the matching flow in this process.
 
-Without a Prefect server, the first flow of a command starts Prefect's temporary API (about 20 s);
-with `make server` running and PREFECT_API_URL set, commands use that server and start at once.
+Without a Prefect server, the first flow of a command starts Prefect's temporary API (about 20 s on an
+idle machine; it may take up to `_environment.EPHEMERAL_STARTUP_TIMEOUT_S` under load); with
+`make server` running and PREFECT_API_URL set, commands use that server and start at once.
+
+Every expected failure (a wrong config or override, a refused model file, a full disk, a demo that would
+wipe data it did not create) prints one line saying what is wrong and what to do, and exits with 1.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-import flows  # noqa: F401  (quiet, offline Prefect defaults before Prefect is imported)
+from flows import _environment
 from pipeline.artifacts import ArtifactError
 from pipeline.config import ConfigError
 
@@ -21,11 +30,75 @@ app = typer.Typer(help="Scorehouse: batch scoring that publishes predictions as 
 ConfigOption = Annotated[
     str | None, typer.Option("--config", "-c", help="config file (default: $SCOREHOUSE_CONFIG, then scorehouse.toml)")
 ]
+ActorOption = Annotated[str | None, typer.Option(help="who; recorded in the registry (default: your user name)")]
 
 
-def _fail(error: Exception) -> None:
-    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+@app.callback()
+def _start() -> None:
+    """Runs before every command, before Prefect is imported: the process's quiet, offline defaults."""
+    _environment.apply_defaults()
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """Failures a person can fix from the message alone; anything else is a bug and keeps its traceback."""
+    from warehouse.store import CommitError
+
+    return (ConfigError, ArtifactError, CommitError)
+
+
+def _fail(error: Exception) -> NoReturn:
+    message = " ".join(str(error).split())  # one line, whatever the error's own layout
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
+
+
+def _who(actor: str | None) -> str:
+    """The name recorded for a decision; asked of the system only when needed (a container's uid may have no
+    user name, where getpass raises)."""
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+class _NoTracebackFor(logging.Filter):
+    """Drops the traceback Prefect logs with a flow run's failure when the failure is an expected one."""
+
+    def __init__(self, expected: tuple[type[Exception], ...]) -> None:
+        super().__init__()
+        self.expected = expected
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def _expected_failures_in_one_line() -> Iterator[None]:
+    expected = _expected_errors()
+    quiet = _NoTracebackFor(expected)
+    handlers = [h for name in ("prefect", "prefect.flow_runs", "prefect.task_runs") for h in _handlers(name)]
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    except expected as error:
+        _fail(error)
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
+def _handlers(name: str) -> list[logging.Handler]:
+    logger: logging.Logger | None = logging.getLogger(name)
+    found: list[logging.Handler] = []
+    while logger is not None:
+        found += logger.handlers
+        logger = logger.parent if logger.propagate else None
+    return found
 
 
 @app.command()
@@ -34,10 +107,8 @@ def init(config: ConfigOption = None) -> None:
     from flows.runtime import open_store, settings_from
     from warehouse.catalog import catalog_path
 
-    try:
+    with _expected_failures_in_one_line():
         store = open_store(settings_from(config))
-    except ConfigError as error:
-        _fail(error)
     typer.echo(f"catalog ready: {catalog_path(store)}")
 
 
@@ -56,10 +127,15 @@ def ingest(config: ConfigOption = None) -> None:
 
     reports = _run(ingest_flow, config)
     for r in reports:
+        if r.left and r.rows_in is None:
+            typer.echo(f"{r.name}: left in the folder: {r.left}")
+            continue
+        rows_in = r.rows_in if r.rows_in is not None else "-"
         typer.echo(
-            f"{r.name}: {r.rows_in} in, {r.stored} stored, {r.quarantined} quarantined"
+            f"{r.name}: {rows_in} in, {r.stored} stored, {r.quarantined} quarantined"
             + (" (already ingested)" if r.skipped else "")
             + (f" (refused: {r.refused})" if r.refused else "")
+            + (f" (left in the folder: {r.left})" if r.left else "")
         )
 
 
@@ -91,8 +167,13 @@ def feedback(config: ConfigOption = None) -> None:
     from flows.feedback import collect_feedback
 
     for r in _run(collect_feedback, config):
+        if r.left and r.rows_in is None:
+            typer.echo(f"{r.name}: left in the folder: {r.left}")
+            continue
         note = " (already collected)" if r.skipped else (f" (refused: {r.refused})" if r.refused else "")
-        typer.echo(f"{r.name}: {r.rows_in} in, {r.stored} stored, {r.rejected} rejected{note}")
+        note += f" (left in the folder: {r.left})" if r.left else ""
+        rows_in = r.rows_in if r.rows_in is not None else "-"
+        typer.echo(f"{r.name}: {rows_in} in, {r.stored} stored, {r.rejected} rejected{note}")
 
 
 @app.command()
@@ -124,10 +205,8 @@ def retrain(
     """Train a challenger; promote it only if it beats the champion on the same held-out rows."""
     from flows.retrain import retrain as retrain_flow
 
-    try:
+    with _expected_failures_in_one_line():
         decision = retrain_flow(config, trigger="by hand", force=force)
-    except ConfigError as error:
-        _fail(error)
     typer.echo(decision.reason)
 
 
@@ -135,30 +214,32 @@ def retrain(
 def promote(
     version: str,
     reason: Annotated[str, typer.Option(help="why; recorded in the registry")],
-    actor: Annotated[str, typer.Option(help="who; recorded in the registry")] = getpass.getuser(),
+    actor: ActorOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Make VERSION the champion by hand (its files must match the registry)."""
     from flows.retrain import promote as promote_flow
 
     try:
-        typer.echo(f"champion: {promote_flow(version, reason, actor, config)}")
-    except (ConfigError, ValueError, ArtifactError) as error:
+        with _expected_failures_in_one_line():
+            typer.echo(f"champion: {promote_flow(version, reason, _who(actor), config)}")
+    except ValueError as error:
         _fail(error)
 
 
 @app.command()
 def rollback(
     reason: Annotated[str, typer.Option(help="why; recorded in the registry")],
-    actor: Annotated[str, typer.Option(help="who; recorded in the registry")] = getpass.getuser(),
+    actor: ActorOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Promote the version that was champion before the current one."""
     from flows.retrain import rollback as rollback_flow
 
     try:
-        typer.echo(f"champion: {rollback_flow(reason, actor, config)}")
-    except (ConfigError, ValueError, ArtifactError) as error:
+        with _expected_failures_in_one_line():
+            typer.echo(f"champion: {rollback_flow(reason, _who(actor), config)}")
+    except ValueError as error:
         _fail(error)
 
 
@@ -181,12 +262,10 @@ def forget(
 ) -> None:
     """Erase records from every table; the next `maintain` deletes the files that held them."""
     from flows.maintain import forget as forget_flow
+    from flows.runtime import without_heartbeats
 
-    try:
-        with _no_heartbeats():
-            erasure = forget_flow(ids, reason=reason, actor=actor or _user(), config=config)
-    except ConfigError as error:
-        _fail(error)
+    with _expected_failures_in_one_line(), without_heartbeats():
+        erasure = forget_flow(ids, reason=reason, actor=_who(actor), config=config)
     removed = ", ".join(f"{table} {n}" for table, n in erasure.rows.items() if n)
     typer.echo(f"erasure {erasure.erasure_id}: {erasure.ids} id(s); rows removed: {removed or 'none'}")
     typer.echo("the files that held them are deleted by the next `scorehouse maintain` after the vacuum retention")
@@ -203,6 +282,9 @@ def catalog(
     """Write a DuckDB catalog of views over the tables, as they are now or as they were at `--as-of`."""
     from datetime import UTC, datetime
     from pathlib import Path
+
+    import duckdb
+    from deltalake.exceptions import DeltaError
 
     from flows.runtime import open_store, settings_from
     from warehouse.catalog import build_catalog
@@ -221,7 +303,7 @@ def catalog(
         path = build_catalog(store, Path(out).resolve() if out else None, as_of=moment)
     except ConfigError as error:
         _fail(error)
-    except Exception as error:  # a moment before the table existed, or older than the retention
+    except (DeltaError, duckdb.Error, OSError) as error:  # a moment before a table existed, or past the retention
         _fail(ValueError(f"no snapshot of the warehouse at {as_of}: {str(error).splitlines()[0]}"))
     typer.echo(f"catalog written: {path}" + (f" (the tables as of {moment:%Y-%m-%d %H:%M} UTC)" if moment else ""))
 
@@ -232,10 +314,8 @@ def status(config: ConfigOption = None) -> None:
     from flows.runtime import open_store, settings_from
     from warehouse.status import warehouse_status
 
-    try:
+    with _expected_failures_in_one_line():
         store = open_store(settings_from(config))
-    except ConfigError as error:
-        _fail(error)
     with store.connect() as con:
         typer.echo(json.dumps(warehouse_status(con), indent=2, default=str))
 
@@ -244,33 +324,35 @@ def status(config: ConfigOption = None) -> None:
 def demo(
     config: ConfigOption = None,
     days: Annotated[int, typer.Option(help="simulated days of arrivals")] = 8,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="empty the run-time folders even if the demo did not fill them")
+    ] = False,
 ) -> None:
-    """Reset the run-time folders, train, and run simulated days of arrivals through the real flows."""
-    from flows.demo import run_demo
+    """Reset the run-time folders, train, and run simulated days of arrivals through the real flows.
+
+    The folders are emptied without a question only when the demo created the warehouse; otherwise it
+    asks (or, without a terminal, refuses unless --yes is given).
+    """
+    from flows.demo import ResetRefused, run_demo
+
+    def confirm(question: str) -> bool:
+        return yes or (sys.stdin.isatty() and typer.confirm(question, default=False))
 
     try:
-        summary = run_demo(config, days=days, say=lambda line: typer.secho(line, fg=typer.colors.CYAN))
-    except ConfigError as error:
+        with _expected_failures_in_one_line():
+            summary = run_demo(
+                config, days=days, say=lambda line: typer.secho(line, fg=typer.colors.CYAN), confirm=confirm
+            )
+    except ResetRefused as error:
         _fail(error)
     typer.echo(_where_to_look(summary))
 
 
 def _run(flow: Any, config: str | None) -> Any:
-    try:
-        with _no_heartbeats():
-            return flow(config)
-    except ConfigError as error:
-        _fail(error)
-
-
-def _no_heartbeats() -> Any:
     from flows.runtime import without_heartbeats
 
-    return without_heartbeats()
-
-
-def _user() -> str:
-    return getpass.getuser()
+    with _expected_failures_in_one_line(), without_heartbeats():
+        return flow(config)
 
 
 def _where_to_look(summary: dict[str, Any]) -> str:

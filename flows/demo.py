@@ -5,11 +5,15 @@ of records as daily files without their outcome, the outcomes arriving as label 
 days later, malformed rows on one day, and a population shift on the last days. The loans and their
 outcomes are the sample's own. All flows run in this one process: Prefect starts its temporary API
 once (about 20 s), not per flow.
+
+The demo starts by emptying the run-time folders of its config, so it refuses to empty folders that hold
+data it did not create: it marks the warehouse it creates with `MARKER`, and anything else needs a yes.
 """
 
 from __future__ import annotations
 
 import shutil
+import time as clock
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -27,16 +31,16 @@ from warehouse.catalog import catalog_path
 from warehouse.status import warehouse_status
 
 MALFORMED_DAY = 3
+MARKER = ".scorehouse-demo"  # in the warehouse folder: the demo created this warehouse and may empty it again
+KEEP = frozenset({".gitkeep", MARKER})
 
 
-def reset(settings: Settings) -> None:
-    """Empty the run-time folders this config names (their .gitkeep stays)."""
-    if settings.warehouse_is_remote:
-        raise ConfigError(
-            "the demo starts from an empty warehouse and never empties object storage "
-            f"({settings.warehouse_location}); point paths.warehouse at a local folder to run it"
-        )
-    for folder in (
+class ResetRefused(RuntimeError):
+    """The demo would empty folders holding data it did not create, and nobody said yes."""
+
+
+def _run_time_folders(settings: Settings) -> list[Path]:
+    return [
         settings.warehouse_dir,
         settings.models_dir,
         settings.reports_dir,
@@ -44,12 +48,57 @@ def reset(settings: Settings) -> None:
         settings.feedback_dir,
         settings.processed_dir,
         settings.rejected_dir,
-    ):
+    ]
+
+
+def foreign_data(settings: Settings) -> list[Path]:
+    """The run-time folders that hold something, when the warehouse is not one the demo created."""
+    if (settings.warehouse_dir / MARKER).is_file():
+        return []
+    return [f for f in _run_time_folders(settings) if f.is_dir() and any(c.name not in KEEP for c in f.iterdir())]
+
+
+def reset(settings: Settings, confirm: Callable[[str], bool] = lambda question: False) -> None:
+    """Empty the run-time folders this config names (their .gitkeep stays), then mark the warehouse as the demo's.
+
+    Folders holding data the demo did not create are emptied only if `confirm` says yes to the question.
+    """
+    if settings.warehouse_is_remote:
+        raise ConfigError(
+            "the demo starts from an empty warehouse and never empties object storage "
+            f"({settings.warehouse_location}); point paths.warehouse at a local folder to run it"
+        )
+    occupied = foreign_data(settings)
+    if occupied:
+        shown = ", ".join(str(f) for f in occupied[:3]) + (", ..." if len(occupied) > 3 else "")
+        question = f"the demo empties its folders first, and {shown} hold(s) data the demo did not create"
+        if not confirm(f"{question}. Delete it?"):
+            raise ResetRefused(
+                f"{question}: run `scorehouse demo --yes` to delete it anyway, or pass --config with a project "
+                "of its own"
+            )
+    for folder in _run_time_folders(settings):
         folder.mkdir(parents=True, exist_ok=True)
         for child in folder.iterdir():
             if child.name == ".gitkeep":
                 continue
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    (settings.warehouse_dir / MARKER).write_text("created by `scorehouse demo`, which may empty this folder again\n")
+
+
+def wait_until_settled(settings: Settings) -> float:
+    """Sleep until the files just dropped are older than `drop.settle_seconds`, so the cycle takes them.
+
+    Returns the seconds slept. The demo writes whole files and renames them, as the README asks of a
+    writer; the flows still wait for the settling window, as they would for any writer.
+    """
+    newest = max(
+        (p.stat().st_mtime for d in (settings.incoming_dir, settings.feedback_dir) if d.is_dir() for p in d.iterdir()),
+        default=0.0,
+    )
+    pause = max(newest + settings.drop.settle_seconds - clock.time(), 0.0)
+    clock.sleep(pause + (0.05 if pause else 0.0))
+    return pause
 
 
 def drop(frame: pd.DataFrame, folder: Path, name: str) -> Path:
@@ -66,8 +115,11 @@ def run_demo(
     label_lag: int = 2,
     shift_from_day: int = 6,
     say: Callable[[str], Any] = print,
+    confirm: Callable[[str], bool] = lambda question: False,
 ) -> dict[str, Any]:
-    """Reset the run-time folders, train, and run `days` simulated days through the real flows."""
+    """Reset the run-time folders (see `reset`), train, and run `days` simulated days through the real flows."""
+    settings = settings_from(config)
+    reset(settings, confirm)
     with without_heartbeats():
         return _run_demo(config, days, label_lag, shift_from_day, say)
 
@@ -77,7 +129,6 @@ def _run_demo(
 ) -> dict[str, Any]:
     settings = settings_from(config)
     dataset = settings.dataset
-    reset(settings)
     start = datetime.combine(utc_now().date() - timedelta(days=days + 1), time(6), tzinfo=UTC)
     share = settings.training.reference_fraction
     say(f"[1/3] training the first champion on {settings.reference_path.name} (its first {share:.0%})")
@@ -88,7 +139,8 @@ def _run_demo(
     parts = simulate.arrivals(sample, reference_rows, days)
     say(
         f"[2/3] {days} simulated days, {sum(len(p) for p in parts)} loans; labels arrive {label_lag} days late; "
-        f"malformed rows on day {MALFORMED_DAY}; half the numeric features shifted from day {shift_from_day}"
+        f"malformed rows on day {MALFORMED_DAY}; half the numeric features shifted from day {shift_from_day}; "
+        f"each day's files settle {settings.drop.settle_seconds:g} s before they are taken (drop.settle_seconds)"
     )
     cycles = []
     for day, rows in enumerate(parts, start=1):
@@ -102,11 +154,12 @@ def _run_demo(
         drop(records, settings.incoming_dir, f"day-{day:02d}-records.csv")
         if day > label_lag:
             labelled = parts[day - 1 - label_lag]
-            drop(
-                simulate.labels_file(labelled, dataset, today.date()),
+            drop(  # labelled the day before they arrive: a label time is never later than its arrival
+                simulate.labels_file(labelled, dataset, (today - timedelta(days=1)).date()),
                 settings.feedback_dir,
                 f"day-{day:02d}-labels.csv",
             )
+        wait_until_settled(settings)
         with simulated_time(today):
             cycle = scoring_cycle(config)
         cycles.append(cycle)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -12,9 +11,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.drop_folder import move_aside, pending_files, refusal, resume
+from flows.drop_folder import INGEST_TABLES, Entry, file_digest, file_note, put_aside, refusal, refuse, resume, scan
 from flows.runtime import open_store, publish, run_name, settings_from, utc_now
-from pipeline.artifacts import sha256_of
 from pipeline.config import Settings
 from pipeline.validate import (
     BAD_COLUMNS,
@@ -39,7 +37,11 @@ class FileReport:
     quarantined: int = 0
     skipped: bool = False  # already ingested earlier (same content)
     refused: str | None = None  # why the whole file was refused
+    left: str | None = None  # why it stays in the incoming folder (not taken yet, or changed while read)
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+EMPTY_FILE = "the file has a header but no rows: nothing was stored; check the export that wrote it"
 
 
 def stored_ids(store: Warehouse, ids: pa.ChunkedArray, version: int) -> set[str]:
@@ -71,7 +73,8 @@ def _commit_block(
     """
     day = now.date().isoformat()
     checked, refusals = resume(store, "quarantine", batch, checked)
-    store.commit("quarantine", refusals, _quarantine_table(checked.bad, name, now), partition=day)
+    bad = checked.bad if checked.rows_in or refusals != batch else file_note("empty", EMPTY_FILE)
+    store.commit("quarantine", refusals, _quarantine_table(bad, name, now), partition=day)
     records = checked.good.append_column("source_file", repeat(name, checked.good.num_rows, pa.string()))
     records = records.append_column("ingested_at", repeat(now, records.num_rows, pa.timestamp("us", tz="UTC")))
     store.commit("records", batch, records, partition=day, read_version=version)
@@ -95,15 +98,16 @@ def _store_block(
     raise CommitError(f"{name}: records lost {COMMIT_ATTEMPTS} races with other writers; run ingest again")
 
 
-@task(cache_policy=NO_CACHE, task_run_name="ingest {path.name}")
-def ingest_file(store: Warehouse, settings: Settings, path: Path) -> FileReport:
+@task(cache_policy=NO_CACHE, task_run_name="ingest {entry.path.name}")
+def ingest_file(store: Warehouse, settings: Settings, entry: Entry) -> FileReport:
     """Validate one file block by block (`scoring.chunk_rows` rows each) and commit each block atomically.
 
     A block's batch id comes from the file's content and the block's position, so a run killed
     midway is finished by the next one, and a file dropped again adds nothing.
     """
     logger = get_run_logger()
-    digest = sha256_of(path)
+    path = entry.path
+    digest = file_digest(entry)
     report = FileReport(name=path.name, batch=batch_id("ingest", digest))
     now = pd.Timestamp(utc_now())
     first_row, done_before, committed = 1, 0, 0
@@ -143,6 +147,7 @@ def _summary(reports: list[FileReport]) -> str:
     lines = ["# Ingest", "", "| file | rows in | stored | quarantined | note |", "|---|---|---|---|---|"]
     for r in reports:
         note = "already ingested" if r.skipped else (f"refused: {r.refused}" if r.refused else "")
+        note = f"left in the folder: {r.left}" if r.left else note
         lines.append(
             f"| {r.name} | {r.rows_in if r.rows_in is not None else '-'} | {r.stored} | {r.quarantined} | {note} |"
         )
@@ -166,21 +171,30 @@ def ingest(config: str | None = None) -> list[FileReport]:
     logger = get_run_logger()
     settings = settings_from(config)
     store = open_store(settings)
-    files = pending_files(settings.incoming_dir)
-    if not files:
-        logger.info("no new files in %s", settings.incoming_dir)
-        return []
-    reports = []
-    for path in files:
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            logger.warning("%s is not a CSV or Parquet file; it will be refused", path.name)
+    arrivals = scan(settings.incoming_dir, settings.drop.settle_seconds)
+    reports = [
+        FileReport(
+            name=r.path.name, batch=refuse(store, INGEST_TABLES, r, settings.rejected_dir, logger), refused=r.reason
+        )
+        for r in arrivals.refused
+    ]
+    for left in arrivals.left:
+        logger.info("%s left in %s: %s", left.name, settings.incoming_dir, left.why)
+    for entry in arrivals.ready:
+        if entry.path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            logger.warning("%s is not a CSV or Parquet file; it will be refused", entry.path.name)
         try:
-            report = ingest_file(store, settings, path)
-            move_aside(path, settings.rejected_dir if report.refused else settings.processed_dir, report.batch)
+            report = ingest_file(store, settings, entry)
+            destination = settings.rejected_dir if report.refused else settings.processed_dir
+            report.left = put_aside(entry, destination, report.batch, logger)
         except FileNotFoundError:  # a run ingesting at the same time took it: its rows are stored once
-            logger.info("%s was ingested by another run at the same time", path.name)
+            logger.info("%s was ingested by another run at the same time", entry.path.name)
             continue
         reports.append(report)
+    reports += [FileReport(name=left.name, batch="", left=left.why) for left in arrivals.left]
+    if not reports:
+        logger.info("no new files in %s", settings.incoming_dir)
+        return []
     stored = sum(r.stored for r in reports)
     quarantined = sum(r.quarantined for r in reports)
     publish(store)

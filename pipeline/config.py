@@ -23,6 +23,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -36,7 +37,9 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are refused everywhere: a rule bound of NaN compares false with every value, so the
+    # rule would silently never fire.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Feature(_Strict):
@@ -215,6 +218,17 @@ class Maintenance(_Strict):
     )
 
 
+class Drop(_Strict):
+    """How files are taken from the drop folders (see the README's "Your own data")."""
+
+    settle_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=86_400,
+        description="a file is taken only once its size and modification time have not changed for this long",
+    )
+
+
 class Paths(_Strict):
     """Folders; relative paths resolve from the config file's folder."""
 
@@ -239,6 +253,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,
     )
 
     dataset: Dataset
@@ -249,6 +264,7 @@ class Settings(BaseSettings):
     retrain: Retrain = Retrain()
     maintenance: Maintenance = Maintenance()
     paths: Paths = Paths()
+    drop: Drop = Drop()
     base_dir: Path = Field(REPO_ROOT, description="folder relative paths resolve from (the config file's folder)")
 
     @classmethod
@@ -267,6 +283,26 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.resolve()
+
+    @model_validator(mode="after")
+    def _folders_are_safe(self) -> Settings:
+        problem = folder_problem(self.folders())
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def folders(self) -> dict[str, Path]:
+        """The folders Scorehouse writes into, moves files out of, or empties (the demo), by config key."""
+        local_warehouse = {} if self.warehouse_is_remote else {"paths.warehouse": self.warehouse_dir}
+        return {
+            "paths.incoming": self.incoming_dir,
+            "paths.feedback": self.feedback_dir,
+            "paths.processed_files": self.processed_dir,
+            "paths.rejected_files": self.rejected_dir,
+            **local_warehouse,
+            "paths.models": self.models_dir,
+            "paths.reports": self.reports_dir,
+        }
 
     def resolve(self, path: Path) -> Path:
         """An absolute path: configured paths are relative to `base_dir`."""
@@ -327,6 +363,32 @@ class Settings(BaseSettings):
         return self.resolve(self.training.reference_path)
 
 
+# Folders of the operating system (and their children, for the ones listed in SYSTEM_TREES): an ingest moves
+# files out of its drop folders and the demo empties them, so none of them may be one of these.
+SYSTEM_FOLDERS = frozenset(map(Path, ["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt",
+                                      "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+                                      "/var/tmp"]))  # fmt: skip
+SYSTEM_TREES = tuple(map(Path, ["/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr"]))
+
+
+def folder_problem(folders: dict[str, Path]) -> str | None:
+    """Why these folders are unsafe to run with, or None: a system folder, the home folder, two keys naming
+    the same folder, or one folder inside another (a drop folder would then see the other as a sub-folder)."""
+    home = Path(os.path.expanduser("~"))
+    for key, folder in folders.items():
+        if folder in SYSTEM_FOLDERS or folder == home or any(folder.is_relative_to(t) for t in SYSTEM_TREES):
+            return f"{key} = {folder} is a system or home folder; point it at a folder of its own"
+    items = list(folders.items())
+    for index, (key, folder) in enumerate(items):
+        for other_key, other in items[index + 1 :]:
+            if folder == other:
+                return f"{key} and {other_key} are the same folder ({folder}); give each its own folder"
+            if folder.is_relative_to(other) or other.is_relative_to(folder):
+                inner, outer = (key, other_key) if folder.is_relative_to(other) else (other_key, key)
+                return f"{inner} is inside {outer}; give each a folder of its own, side by side"
+    return None
+
+
 def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
     """Read and validate the config; `config` defaults to $SCOREHOUSE_CONFIG, then ./scorehouse.toml of the repo.
 
@@ -342,6 +404,8 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         return Settings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
+    except SettingsError as error:
+        raise ConfigError(_describe_override(error)) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config {path} is not valid TOML: {error}. Fix the file and run again.") from None
     finally:
@@ -352,9 +416,25 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
 
 
 def _describe(error: ValidationError, path: Path) -> str:
-    lines = [f"config {path} is not valid ({error.error_count()} problem(s)):"]
+    """One line: every problem, each with its field's path, and what to do."""
+    problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {item['msg']}")
-    lines.append(f"Fix the file or the matching {Settings.model_config.get('env_prefix')}... variable and run again.")
-    return "\n".join(lines)
+        problems.append(f"{where}: {item['msg']}")
+    prefix = Settings.model_config.get("env_prefix")
+    return (
+        f"config {path} is not valid ({error.error_count()} problem(s)): {'; '.join(problems)}. "
+        f"Fix the file or the matching {prefix}... variable and run again."
+    )
+
+
+def _describe_override(error: SettingsError) -> str:
+    """pydantic-settings reads a section given as one variable (SCOREHOUSE_MODEL) as JSON and fails without
+    naming the variable; name the variables that may be at fault."""
+    prefix = str(Settings.model_config.get("env_prefix"))
+    named = sorted(name for name in os.environ if name.upper().startswith(prefix) and name.upper() != CONFIG_ENV)
+    suspects = ", ".join(named) or f"the {prefix}... variables"
+    return (
+        f"an environment override is not valid ({error}): a whole section or a list must be JSON, "
+        f"e.g. {prefix}MODEL__PARAMS='{{\"max_depth\": 3}}'; check or unset {suspects}"
+    )

@@ -2,7 +2,12 @@
 
 Every row of a readable file ends up in exactly one of `Validated.good` or `Validated.bad`; a bad row
 carries the column, the rule, the offending value and a sentence saying what to fix. A file that
-cannot be read raises `UnreadableFile` with the reason.
+cannot be read raises `UnreadableFile` with the reason. A CSV line that cannot be split into the
+header's fields, or holds bytes that are not UTF-8, is one bad row (its line number and raw text
+kept); the rest of the file is read as usual.
+
+Files are opened without following links and only when they are regular files: a drop folder is
+writable by others, and a link in it must not make the pipeline read what it points to.
 
 The checks run on Arrow columns with `pyarrow.compute`: a million rows take about a second, where
 the same checks on pandas text columns took a minute.
@@ -12,9 +17,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -29,6 +37,12 @@ SUPPORTED_SUFFIXES = (".csv", ".parquet")
 MISSING_TOKENS = ["nan", "na", "null", "none"]
 BAD_COLUMNS = ["record_id", "row_number", "column_name", "rule", "value", "reason", "raw"]
 _READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError)
+
+# Hidden columns of a CSV block: for a line that could not be read as a row, the column at fault, the rule,
+# the sentence and the line as it arrived. They never reach a table: `validate_rows` turns them into bad rows.
+_HIDDEN = "__scorehouse_"
+PROBLEM_COLUMN, PROBLEM_RULE, PROBLEM, RAW_LINE = (f"{_HIDDEN}{n}" for n in ("column", "rule", "problem", "raw"))
+_PROBLEM_COLUMNS = (PROBLEM_COLUMN, PROBLEM_RULE, PROBLEM, RAW_LINE)
 
 
 class UnreadableFile(ValueError):
@@ -48,7 +62,7 @@ class Validated:
 def read_incoming(path: Path) -> pa.Table:
     """A whole file as one table (for small files: the reference set, label files)."""
     blocks = list(read_blocks(path, block_rows=1 << 62))
-    return pa.concat_tables(blocks) if len(blocks) > 1 else blocks[0]
+    return pa.concat_tables(blocks, promote_options="default") if len(blocks) > 1 else blocks[0]
 
 
 def read_blocks(path: Path, block_rows: int) -> Iterator[pa.Table]:
@@ -60,15 +74,36 @@ def read_blocks(path: Path, block_rows: int) -> Iterator[pa.Table]:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UnreadableFile(f"unsupported file type {suffix!r}: drop CSV or Parquet files")
+    with open_regular(path) as handle:
+        try:
+            blocks = _csv_blocks(handle, block_rows) if suffix == ".csv" else _parquet_blocks(handle, block_rows)
+            yield from blocks
+        except _READ_ERRORS as error:
+            raise UnreadableFile(f"cannot be read as {suffix[1:].upper()}: {error}") from None
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading if it is a regular file, never through a link (O_NOFOLLOW).
+
+    O_NONBLOCK keeps a FIFO from blocking the open; the type is checked on the opened file itself, so a
+    file swapped for something else after it was listed is refused too.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        blocks = _csv_blocks(path, block_rows) if suffix == ".csv" else _parquet_blocks(path, block_rows)
-        yield from blocks
-    except _READ_ERRORS as error:
-        raise UnreadableFile(f"cannot be read as {suffix[1:].upper()}: {error}") from None
+        fd = os.open(path, flags)
+    except OSError as error:
+        if os.path.islink(path):
+            raise UnreadableFile("a symbolic link: links are never followed; drop the file itself") from None
+        raise UnreadableFile(f"cannot be opened ({error.strerror or error}): check its permissions") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise UnreadableFile("not a regular file: only regular files are read; drop the file itself")
+    return os.fdopen(fd, "rb")
 
 
-def _parquet_blocks(path: Path, block_rows: int) -> Iterator[pa.Table]:
-    source = pq.ParquetFile(path)
+def _parquet_blocks(handle: BinaryIO, block_rows: int) -> Iterator[pa.Table]:
+    source = pq.ParquetFile(handle)
     names = _header(source.schema_arrow.names)
     if source.metadata.num_rows == 0:
         yield source.schema_arrow.empty_table().rename_columns(names)
@@ -77,31 +112,170 @@ def _parquet_blocks(path: Path, block_rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches([batch]).rename_columns(names)
 
 
-def _csv_blocks(path: Path, block_rows: int) -> Iterator[pa.Table]:
-    with open(path, "rb") as handle:
-        header = handle.readline()
+def _csv_blocks(handle: BinaryIO, block_rows: int) -> Iterator[pa.Table]:
+    header = handle.readline()
     if not header.strip():
         raise UnreadableFile("the file is empty (no header)")
     try:
         names = _header(next(csv.reader([header.decode("utf-8-sig")])))
     except UnicodeDecodeError:
         raise UnreadableFile("the header is not UTF-8 text: save the file as UTF-8 and drop it again") from None
+    handle.seek(0)
+    ragged: list[tuple[int | None, str, int]] = []
+
+    def set_aside(row: pacsv.InvalidRow) -> str:
+        ragged.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+    # Read as bytes: text is checked column by column, so one bad byte costs its row, not the file. One
+    # thread, so that the parser knows each set-aside line's number; values may span lines when quoted.
     reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
+        handle,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24, use_threads=False),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=set_aside, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True, null_values=[""]
+            column_types=dict.fromkeys(names, pa.binary()), strings_can_be_null=True, null_values=[""]
         ),
     )
-    yield from _rebatch(reader, block_rows)
+    yield from _rebatch(
+        _text_blocks(reader, ragged, names),
+        block_rows,
+        _as_text_block(_with_ragged_lines(_empty_bytes(names), [], 1, names)),
+    )
 
 
-def _rebatch(reader: pacsv.CSVStreamingReader, block_rows: int) -> Iterator[pa.Table]:
-    """Blocks of exactly `block_rows` rows (the last one shorter); one empty block for a file with no rows."""
-    pending = reader.schema.empty_table()
-    yielded = False
+def _text_blocks(
+    reader: pacsv.CSVStreamingReader, ragged: list[tuple[int | None, str, int]], names: list[str]
+) -> Iterator[pa.Table]:
+    """Each parsed block as text, with the lines the parser set aside while parsing it put back in place."""
+    next_row = 1
     for batch in reader:
-        pending = pa.concat_tables([pending, pa.Table.from_batches([batch])])
+        block = _with_ragged_lines(pa.Table.from_batches([batch]), ragged, next_row, names)
+        ragged.clear()
+        next_row += block.num_rows
+        yield _as_text_block(block)
+    if ragged:  # lines set aside after the last block of rows
+        yield _as_text_block(_with_ragged_lines(_empty_bytes(names), ragged, next_row, names))
+
+
+def _empty_bytes(names: list[str]) -> pa.Table:
+    return pa.schema([(n, pa.binary()) for n in names]).empty_table()
+
+
+def _with_ragged_lines(
+    rows: pa.Table, ragged: list[tuple[int | None, str, int]], first_row: int, names: list[str]
+) -> pa.Table:
+    """`rows` (parsed from one block) with the block's set-aside lines put back where they were, as rows
+    whose values are empty and whose hidden columns say what is wrong, so every row keeps its number."""
+    problems = {name: pa.nulls(rows.num_rows, pa.string()) for name in _PROBLEM_COLUMNS}
+    rows = rows.append_column(PROBLEM_COLUMN, problems[PROBLEM_COLUMN])
+    for name in _PROBLEM_COLUMNS[1:]:
+        rows = rows.append_column(name, problems[name])
+    if not ragged:
+        return rows
+    total = rows.num_rows + len(ragged)
+    # The parser numbers lines from the header (1); a line it could not number goes last in its block.
+    positions = [min(max((n - 1 if n else total) - first_row, 0), total - 1) for n, _, _ in ragged]
+    aside = np.zeros(total, dtype=bool)
+    aside[positions] = True
+    if aside.sum() != len(ragged):  # two lines at one position: keep every line, in arrival order, at the end
+        positions = list(range(rows.num_rows, total))
+        aside[:] = False
+        aside[positions] = True
+    columns, rules, messages = zip(*(_ragged_problem(n, k, names) for n, _, k in ragged), strict=True)
+    extra = {name: pa.nulls(len(ragged), pa.binary()) for name in names}
+    extra |= {PROBLEM_COLUMN: pa.array(columns, pa.string()), PROBLEM_RULE: pa.array(rules, pa.string())}
+    extra |= {PROBLEM: pa.array(messages, pa.string()), RAW_LINE: pa.array([t for _, t, _ in ragged], pa.string())}
+    combined = pa.concat_tables([rows, pa.table(extra, schema=rows.schema)])
+    order = np.empty(total, dtype=np.int64)
+    order[~aside] = np.arange(rows.num_rows)
+    order[np.flatnonzero(aside)] = rows.num_rows + np.argsort(np.argsort(positions))
+    return combined.take(pa.array(order))
+
+
+def _ragged_problem(number: int | None, found: int, names: list[str]) -> tuple[str, str, str]:
+    """The column, rule and sentence for a line with `found` fields where the header has `len(names)`."""
+    line = f"row {number - 1} (line {number} of the file)" if number else "a row"
+    expected = len(names)
+    if found < expected:
+        return (
+            names[found],
+            "fields",
+            f"{line} has {found} field(s) where the header has {expected}: the values from {names[found]!r} on "
+            "are missing (a cut or truncated line?); fix the line and drop it in a new file",
+        )
+    return (
+        names[-1],
+        "fields",
+        f"{line} has {found} fields where the header has {expected}: {found - expected} more after the last "
+        f"column {names[-1]!r} (a delimiter inside an unquoted value?); quote the value and drop it in a new file",
+    )
+
+
+def _as_text_block(block: pa.Table) -> pa.Table:
+    """Byte columns as UTF-8 text; a cell that is not UTF-8 becomes empty and its row bad, naming the column."""
+    columns = {}
+    for name in block.column_names:
+        column = block.column(name)
+        if not pa.types.is_binary(column.type):
+            columns[name] = column
+            continue
+        try:
+            columns[name] = pc.cast(column, pa.string())
+        except pa.ArrowInvalid:
+            columns[name], block = _decode_cells(block, name)
+    if block.column(PROBLEM).null_count == block.num_rows:  # every line read: no hidden columns to carry
+        return pa.table({name: column for name, column in columns.items() if name not in _PROBLEM_COLUMNS})
+    for name in _PROBLEM_COLUMNS:
+        columns[name] = block.column(name)
+    return pa.table(columns)
+
+
+def _decode_cells(block: pa.Table, name: str) -> tuple[pa.Array, pa.Table]:
+    """Column `name` decoded value by value; rows with bytes that are not UTF-8 get a problem (the first
+    problem of a row stands) and keep their raw text with the bytes escaped."""
+    values = block.column(name).to_pylist()
+    texts, bad = [], []
+    for index, value in enumerate(values):
+        try:
+            texts.append(None if value is None else value.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            texts.append(None)
+            bad.append((index, error.object[error.start : error.start + 1].hex()))
+    problem_column = block.column(PROBLEM_COLUMN).to_pylist()
+    rule, problem, raw = (block.column(c).to_pylist() for c in (PROBLEM_RULE, PROBLEM, RAW_LINE))
+    for index, byte in bad:
+        if problem_column[index] is not None:
+            continue
+        problem_column[index], rule[index] = name, "utf8"
+        problem[index] = (
+            f"the value holds byte 0x{byte}, which is not UTF-8 text: save the file as UTF-8 and drop it again"
+        )
+        raw[index] = _escaped_row(block, index)
+    for column, values_ in (
+        (PROBLEM_COLUMN, problem_column),
+        (PROBLEM_RULE, rule),
+        (PROBLEM, problem),
+        (RAW_LINE, raw),
+    ):
+        block = block.set_column(block.schema.get_field_index(column), column, pa.array(values_, pa.string()))
+    return pa.array(texts, pa.string()), block
+
+
+def _escaped_row(block: pa.Table, index: int) -> str:
+    """A row of byte values as one line of text, bytes that are not UTF-8 shown as \\xNN."""
+    row = block.slice(index, 1).to_pylist()[0]
+    cells = [v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else "" for k, v in row.items()
+             if not k.startswith(_HIDDEN)]  # fmt: skip
+    return ",".join(cells)
+
+
+def _rebatch(blocks: Iterator[pa.Table], block_rows: int, empty: pa.Table) -> Iterator[pa.Table]:
+    """Blocks of exactly `block_rows` rows (the last one shorter); one empty block for a file with no rows."""
+    pending = empty
+    yielded = False
+    for block in blocks:
+        pending = pa.concat_tables([pending, block], promote_options="default")
         while pending.num_rows >= block_rows:
             yield pending.slice(0, block_rows)
             pending, yielded = pending.slice(block_rows), True
@@ -114,6 +288,9 @@ def _header(names: list[str]) -> list[str]:
     stripped = [str(n).strip() for n in names]
     if not any(stripped):
         raise UnreadableFile("the file is empty (no header)")
+    reserved = [n for n in stripped if n.startswith(_HIDDEN)]
+    if reserved:
+        raise UnreadableFile(f"the header uses the reserved name {reserved[0]!r}: rename that column")
     twice = sorted({n for n in stripped if stripped.count(n) > 1})
     if twice:
         raise UnreadableFile(f"the header names {twice} more than once: which one holds the value is ambiguous")
@@ -135,6 +312,7 @@ def validate_rows(
             "check the delimiter and the header"
         )
     problems = Problems(raw, first_row)
+    problems.flag_unreadable_lines()
     ids = as_text(raw, dataset.id_column)
     missing_id = _mask(pc.is_null(ids))
     problems.flag(missing_id, dataset.id_column, "required", "the id is missing")
@@ -271,14 +449,27 @@ class Problems:
         self.column = np.full(n, None, dtype=object)
         self.rule = np.full(n, None, dtype=object)
         self.message = np.full(n, None, dtype=object)
+        self.final = np.zeros(n, dtype=bool)  # rows whose problem is settled: no rule adds to it
 
     def flag(self, mask: np.ndarray, column: str, rule: str, message: str) -> None:
-        mask = np.asarray(mask, dtype=bool)
+        mask = np.asarray(mask, dtype=bool) & ~self.final
         if not mask.any():
             return
         new = mask & (self.count == 0)
         self.column[new], self.rule[new], self.message[new] = column, rule, message
         self.count += mask
+
+    def flag_unreadable_lines(self) -> None:
+        """The CSV lines the reader could not split or decode (its hidden columns), each with its own sentence.
+        They are flagged before any rule, so the line's own problem is the one reported."""
+        if PROBLEM not in self.raw.column_names:
+            return
+        columns, rules, messages = (self.raw.column(c).to_pylist() for c in (PROBLEM_COLUMN, PROBLEM_RULE, PROBLEM))
+        for index in np.flatnonzero(_mask(pc.is_valid(self.raw.column(PROBLEM)))):
+            mask = np.zeros(self.raw.num_rows, dtype=bool)
+            mask[index] = True
+            self.flag(mask, columns[index], rules[index], messages[index])
+            self.final[index] = True  # its values are empty, not wrong: the rules have nothing to say about them
 
     def any(self) -> np.ndarray:
         return self.count > 0
@@ -287,7 +478,14 @@ class Problems:
         """One row per bad row: where, which rule, the value as it arrived, a sentence, the raw row."""
         bad = np.flatnonzero(self.count > 0)
         raw_rows = self.raw.take(pa.array(bad, pa.int64())).to_pylist() if len(bad) else []
-        values = [row.get(column) for row, column in zip(raw_rows, self.column[bad], strict=True)]
+        lines = [row.pop(RAW_LINE, None) for row in raw_rows]  # a line that could not be read as a row
+        for row in raw_rows:
+            for name in _PROBLEM_COLUMNS:
+                row.pop(name, None)
+        values = [
+            line if line is not None else row.get(column)
+            for row, column, line in zip(raw_rows, self.column[bad], lines, strict=True)
+        ]
         reasons = []
         for column, message, value, count in zip(
             self.column[bad], self.message[bad], values, self.count[bad], strict=True
@@ -302,7 +500,10 @@ class Problems:
                 "rule": self.rule[bad],
                 "value": [None if v is None else _show(v) for v in values],
                 "reason": reasons,
-                "raw": [json.dumps(row, default=str, ensure_ascii=False) for row in raw_rows],
+                "raw": [
+                    line if line is not None else json.dumps(row, default=str, ensure_ascii=False)
+                    for row, line in zip(raw_rows, lines, strict=True)
+                ],
             },
             columns=BAD_COLUMNS,
         )

@@ -1,7 +1,7 @@
 """Shared setup: an isolated, offline Prefect home, a temporary Prefect server for the flow tests, configs.
 
 Prefect reads its settings when it is imported, so PREFECT_HOME is pointed at a temporary folder here,
-before any test module imports `flows` (which only fills in defaults that are not set yet).
+before any test module imports Prefect; the other defaults fill in only what is not set yet.
 """
 
 from __future__ import annotations
@@ -21,11 +21,17 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.pop("PREFECT_API_URL", None)  # never run the tests against a developer's server
 os.environ.pop("SCOREHOUSE_CONFIG", None)
 
-import flows  # noqa: E402, F401  (quiet, offline Prefect defaults, before Prefect is imported)
+from flows import _environment  # noqa: E402
+
+_environment.apply_defaults()  # quiet, offline Prefect defaults, before Prefect is imported
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO_CONFIG = REPO_ROOT / "scorehouse.toml"
 SAMPLE = REPO_ROOT / "data" / "sample" / "lending_club.csv"
+
+# Tests write whole files and run the flows at once: no waiting for a dropped file to settle (the drop
+# protocol's own tests set the window).
+SETTLED_AT_ONCE = {"settle_seconds": 0}
 
 # Small and fast, still a real XGBoost model.
 FAST_PARAMS = {"n_estimators": 50, "max_depth": 2, "learning_rate": 0.1}
@@ -74,6 +80,7 @@ def repo_config_document(*, chunk_rows: int | None = None, **model: Any) -> dict
     document["model"].update(model)
     if chunk_rows is not None:
         document["scoring"] = {"chunk_rows": chunk_rows}
+    document["drop"] = dict(SETTLED_AT_ONCE)
     return document
 
 
@@ -96,6 +103,7 @@ def tiny_config_document(reference_path: str = "reference.csv") -> dict[str, dic
         "dataset": tiny_dataset_section(),
         "training": {"reference_path": reference_path, "holdout_fraction": 0.25, "seed": 7},
         "model": {"embedding_size": 3, "input": "both", "threshold": 0.4, "params": dict(FAST_PARAMS)},
+        "drop": dict(SETTLED_AT_ONCE),
     }
 
 

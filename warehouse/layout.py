@@ -303,9 +303,17 @@ VIEWS: dict[str, str] = {
                any_value(detail) FILTER (WHERE event = 'opened') AS opened_because
         FROM alert_episodes GROUP BY episode_id
     """,
+    # Every batch of every incoming file, with its stored and quarantined rows: a file that stored nothing
+    # (all rows refused, refused as a whole, a header without rows, a link) is listed too.
     "ingest_batches": """
-        SELECT source_file, batch_id, min(ingested_at) AS ingested_at, count(*) AS rows
-        FROM records GROUP BY ALL ORDER BY ingested_at
+        SELECT source_file, batch_id, min(arrived_at) AS ingested_at, sum(stored)::BIGINT AS rows,
+               sum(quarantined)::BIGINT AS quarantined
+        FROM (
+            SELECT source_file, batch_id, ingested_at AS arrived_at, 1 AS stored, 0 AS quarantined FROM records
+            UNION ALL
+            SELECT source_file, batch_id, quarantined_at, 0, 1 FROM quarantine
+        )
+        GROUP BY ALL ORDER BY ingested_at
     """,
 }
 

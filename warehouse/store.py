@@ -309,14 +309,14 @@ class Warehouse:
         any commit of the same claims that landed after it.
         """
         t = self.table(table)
-        if t.key is not None and read_version is None:
-            raise ValueError(
-                f"{table} stores each {t.key} once: commit it with the read_version its ids were checked at"
-            )
         if isinstance(rows, pa.RecordBatchReader):
             rows = rows.read_all()
         rows = self._conform(t, rows, batch, partition)
-        if t.key is not None:
+        if t.key is not None and rows.num_rows:  # an empty batch stores no key: nothing to serialise
+            if read_version is None:
+                raise ValueError(
+                    f"{table} stores each {t.key} once: commit it from the version its ids were checked at"
+                )
             marks = [*marks, (f"{table}/{t.key}", 0)]
         transactions = [Transaction(batch, 0), *(Transaction(app, version) for app, version in marks)]
         properties = CommitProperties(app_transactions=transactions, max_commit_retries=20)

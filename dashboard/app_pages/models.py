@@ -99,7 +99,9 @@ def render() -> None:
         return
     current = table[table["status"] == "champion"]
     if not current.empty:
-        st.markdown(f"Champion now: **{current.iloc[-1]['model_version']}**, of {len(table)} version(s) trained.")
+        st.markdown(
+            f"Champion now: **{ui.text(current.iloc[-1]['model_version'])}**, of {len(table)} version(s) trained."
+        )
     versions(table)
     champions(ask(queries.champion_periods))
     decisions(ask(queries.decisions))

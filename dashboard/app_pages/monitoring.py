@@ -56,11 +56,11 @@ def latest(reports: pd.DataFrame) -> None:
     window = f"{ui.when(last['window_start'])} … {ui.when(last['window_end'])}"
     sampled = " (sampled)" if last["sampled"] else ""
     st.markdown(
-        f"Latest report: **{last['model_version']}**, window {window}, {ui.count(int(last['rows'] or 0))} rows"
+        f"Latest report: **{ui.text(last['model_version'])}**, window {window}, {ui.count(int(last['rows'] or 0))} rows"
         f"{sampled}."
     )
     if last["alerts"]:
-        st.error(f"Alerts: {last['alerted']}")
+        st.error(f"Alerts: {ui.text(last['alerted'])}")
     else:
         st.success("No alert in the latest report.")
 
@@ -105,7 +105,7 @@ def quality_chart(series: pd.DataFrame, versions: pd.DataFrame, metric: str) -> 
         },
     )
     reference = pd.concat([holdout(series, versions, metric), thresholds(series, [metric])], ignore_index=True)
-    st.markdown(f"**{name}**")
+    st.markdown(f"**{ui.text(name)}**")
     st.altair_chart(charts.over_time(lines, y_title=name, reference=reference), width="stretch")
 
 
@@ -218,7 +218,7 @@ def open_report(reports: pd.DataFrame) -> None:
             st.dataframe(drifted, hide_index=True, width="stretch")
     report = data.report_file(path)
     if report is None:
-        st.warning(f"The report file `{path}` is gone; its numbers are still in the charts above.")
+        st.warning(f"The report file {ui.code(path)} is gone; its numbers are still in the charts above.")
         return
     st.download_button(
         "Download the report (HTML)", report.read_bytes, file_name=report.name, mime="text/html", on_click="ignore"

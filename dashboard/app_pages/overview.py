@@ -24,13 +24,13 @@ def champion(current: queries.Champion | None) -> None:
     if current is None:
         st.info(ui.NO_MODELS)
         return
-    st.markdown(f"**{current.model_version}** in production since {ui.when(current.since)}")
+    st.markdown(f"**{ui.text(current.model_version)}** in production since {ui.when(current.since)}")
     st.markdown(
         f"Hold-out ROC AUC **{ui.decimal(current.roc_auc)}**, F1 {ui.decimal(current.f1)}, "
         f"balanced accuracy {ui.decimal(current.balanced_accuracy)}; threshold {ui.decimal(current.threshold, 2)}"
     )
     if current.reason:
-        st.caption(current.reason)
+        st.caption(ui.text(current.reason))
 
 
 def last_batches(ingested: queries.Batch | None, scored: queries.Batch | None) -> None:
@@ -39,13 +39,15 @@ def last_batches(ingested: queries.Batch | None, scored: queries.Batch | None) -
         st.info("Nothing ingested yet: drop files into the incoming folder and run `uv run scorehouse cycle`.")
     else:
         st.markdown(
-            f"Ingested `{ingested.source}`: **{ui.count(ingested.rows)}** records, {ui.when(ingested.written_at)}"
+            f"Ingested {ui.code(ingested.source)}: **{ui.count(ingested.rows)}** records, "
+            f"{ui.when(ingested.written_at)}"
         )
     if scored is None:
         st.info(ui.NO_PREDICTIONS)
     else:
         st.markdown(
-            f"Scored **{ui.count(scored.rows)}** records with **{scored.source}**, {ui.when(scored.written_at)}"
+            f"Scored **{ui.count(scored.rows)}** records with **{ui.text(scored.source)}**, "
+            f"{ui.when(scored.written_at)}"
         )
 
 
@@ -56,13 +58,14 @@ def last_alert(alert: queries.Alert | None, reports: int) -> None:
     elif alert is None:
         st.success(f"No alert in {ui.count(reports)} monitoring reports.")
     else:
-        column = f" ({alert.column_name})" if alert.column_name else ""
+        column = f" ({ui.text(alert.column_name)})" if alert.column_name else ""
         st.error(
-            f"**{alert.metric}{column} = {ui.decimal(alert.value)}** (threshold {ui.decimal(alert.threshold)}) "
-            f"for {alert.model_version}, {ui.when(alert.run_at)}"
+            f"**{ui.text(alert.metric)}{column} = {ui.decimal(alert.value)}** "
+            f"(threshold {ui.decimal(alert.threshold)}) "
+            f"for {ui.text(alert.model_version)}, {ui.when(alert.run_at)}"
         )
         if alert.detail:
-            st.caption(alert.detail)
+            st.caption(ui.text(alert.detail))
         st.page_link("app_pages/monitoring.py", label="Monitoring: trends and reports", icon=":material/monitoring:")
 
 

@@ -58,7 +58,7 @@ def counts(histogram: queries.ScoreHistogram) -> None:
     columns = st.columns(2 + len(histogram.by_label))
     columns[0].metric("Matching predictions", ui.count(histogram.rows))
     for column, (label, rows) in zip(columns[1:], histogram.by_label.items(), strict=False):
-        column.metric(f"Predicted {label} ({rows / histogram.rows:.1%})", ui.count(rows))
+        column.metric(f"Predicted {ui.text(label)} ({rows / histogram.rows:.1%})", ui.count(rows))
     columns[-1].metric("Mean score", ui.decimal(histogram.mean_score))
 
 

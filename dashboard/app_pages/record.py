@@ -25,14 +25,15 @@ def chosen_id() -> str:
 
 def examples() -> str:
     ids = ask(queries.recent_record_ids, 3)
-    return f" Recently scored: {', '.join(f'`{i}`' for i in ids)}." if ids else ""
+    return f" Recently scored: {', '.join(ui.code(i) for i in ids)}." if ids else ""
 
 
 def verdict(history: pd.DataFrame, labels: pd.DataFrame) -> None:
     """The latest prediction in one sentence, and whether it was right."""
     latest = history.iloc[-1]
     st.markdown(
-        f"**{latest['model_version']}** scored it **{latest['score']:.4f}**: predicted **{latest['label']}** "
+        f"**{ui.text(latest['model_version'])}** scored it **{latest['score']:.4f}**: "
+        f"predicted **{ui.text(latest['label'])}** "
         f"(threshold {latest['threshold']:.2f}), {ui.when(latest['scored_at'])}."
     )
     if labels.empty:
@@ -40,7 +41,9 @@ def verdict(history: pd.DataFrame, labels: pd.DataFrame) -> None:
         return
     truth = labels.iloc[0]
     right = latest["label"] == truth["label"]
-    message = f"True label **{truth['label']}** (labelled {ui.when(truth['labelled_at'])}): the prediction was "
+    message = (
+        f"True label **{ui.text(truth['label'])}** (labelled {ui.when(truth['labelled_at'])}): the prediction was "
+    )
     (st.success if right else st.error)(message + ("**right**." if right else "**wrong**."))
 
 
@@ -74,7 +77,7 @@ def position(history: pd.DataFrame) -> None:
     st.subheader("Where its score sits")
     rank = ask(queries.score_rank, version, score)
     if rank is not None:
-        st.markdown(f"Its score {score:.4f} is higher than **{rank:.1%}** of the predictions {version} made.")
+        st.markdown(f"Its score {score:.4f} is higher than **{rank:.1%}** of the predictions {ui.text(version)} made.")
     histogram = ask(queries.score_histogram, queries.PredictionFilter(model_versions=(version,)))
     labels = ask(queries.prediction_options).labels
     st.altair_chart(charts.score_histogram(histogram.bins, labels=labels, marker=score), width="stretch")
@@ -86,8 +89,8 @@ def features(stored: dict[str, Any]) -> None:
     values = pd.DataFrame({"feature": names, "value": ["" if pd.isna(stored[n]) else str(stored[n]) for n in names]})
     st.dataframe(values, hide_index=True, height=35 * (len(values) + 1) + 3)  # every feature, no scrolling
     st.caption(
-        f"From `{stored['source_file']}` row {stored['row_number']}, ingested {ui.when(stored['ingested_at'])} "
-        f"(batch {stored['batch_id']})."
+        f"From {ui.code(stored['source_file'])} row {stored['row_number']}, ingested "
+        f"{ui.when(stored['ingested_at'])} (batch {ui.code(stored['batch_id'])})."
     )
 
 
@@ -105,12 +108,12 @@ def render() -> None:
     stored = ask(queries.record, record_id)
     quarantined = ask(queries.record_quarantine, record_id)
     if stored is None and quarantined.empty:
-        st.warning(f"No record with id `{record_id}` (ids are matched exactly).{examples()}")
+        st.warning(f"No record with id {ui.code(record_id)} (ids are matched exactly).{examples()}")
         return
     history = ask(queries.record_predictions, record_id)
     labels = ask(queries.record_labels, record_id)
     if stored is None:
-        st.warning(f"`{record_id}` was never stored: every row with this id was refused.")
+        st.warning(f"{ui.code(record_id)} was never stored: every row with this id was refused.")
     elif history.empty:
         st.info("Stored but not scored yet: `uv run scorehouse cycle` scores every record the champion has not scored.")
     else:

@@ -282,3 +282,36 @@ def test_a_cycle_while_the_dashboard_is_open_then_every_page_read_only(project: 
             browse_every_page(context.new_page(), url, expected)
         assert snapshot(project.folder) == before, "browsing the dashboard changed files of the project"
     assert "Traceback" not in (tmp_path / "streamlit.log").read_text()
+
+
+def test_hostile_values_render_no_link_or_image_and_nothing_is_fetched_from_outside(tmp_path: Path) -> None:
+    """Injection strings in an id (from the link and from the warehouse), a file name and a reason: the page
+    shows them as text, renders no link or image to the outside host, and the browser asks no host but
+    the dashboard for anything (icons and fonts included): the dashboard works offline."""
+    from urllib.parse import quote, urlparse
+
+    from tests.dashboard.tiny_warehouse import EVIL, HOSTILE_ID, hostile_warehouse
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    catalog = hostile_warehouse(tmp_path / "hostile")
+    with dashboard(catalog, tmp_path, tmp_path / "streamlit.log") as url, chromium(tmp_path / "profile") as browser:
+        hosts: set[str] = set()
+        browser.on("request", lambda request: hosts.add(urlparse(request.url).hostname or request.url))
+        page = browser.new_page()
+        link = quote(f"zz`]({EVIL}) ![p]({EVIL}/p.png)")
+        for address, text in [
+            (url, "Last batch"),
+            (f"{url}/record?record_id={quote(HOSTILE_ID)}", "0.5000"),
+            (f"{url}/record?record_id={link}", "ids are matched exactly"),
+            (f"{url}/models", "Decisions"),
+        ]:
+            visit(page, address, text)
+            anchors = page.locator("a[href*='evil.example']")
+            assert anchors.count() == 0, [
+                anchors.nth(i).evaluate("a => a.parentElement.outerHTML") for i in range(anchors.count())
+            ]
+            assert page.locator("img[src*='evil.example']").count() == 0, address
+            if "models" not in address:  # the models page shows reasons in a table (drawn, not text)
+                assert "evil.example" in page.inner_text("body"), f"{address}: the value is shown, as text"
+        assert hosts <= {"127.0.0.1"}, f"requests left the machine: {sorted(hosts - {'127.0.0.1'})}"

@@ -3,6 +3,7 @@ filters that narrow the rows, a record's history, and what each page says when s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -12,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.settings import DashboardSettings
 from tests.conftest import tiny_config_document, write_toml
+from tests.dashboard import tiny_warehouse as tw
 from tests.dashboard.conftest import APP
 from tests.dashboard.tiny_warehouse import Tiny, add_records_and_predictions, empty_warehouse, tiny_warehouse
 
@@ -58,7 +60,7 @@ def test_overview_shows_totals_champion_last_batch_alert_and_quarantine(open_app
     shown = text(at)
     assert "**v2** in production since 2026-01-03 05:00 UTC" in shown
     assert "Ingested `f2.csv`: **3** records" in shown and "Scored **6** records with **v2**" in shown
-    assert "drift_share_features = 0.750" in shown
+    assert "drift\\_share\\_features = 0.750" in shown  # stored names are escaped: `_` could start emphasis
     assert at.dataframe[0].value["column_name"].tolist() == ["amount", "colour"]
 
 
@@ -147,7 +149,10 @@ def test_an_unknown_and_a_refused_record(open_app: OpenApp, tiny: Tiny) -> None:
 def test_monitoring_shows_trends_alerts_and_reports(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "monitoring")
     shown = text(at)
-    assert "Latest report: **v2**" in shown and "Alerts: drift_share_features, prediction_drift(score)" in shown
+    assert (
+        "Latest report: **v2**" in shown
+        and "Alerts: drift\\_share\\_features\\, prediction\\_drift\\(score\\)" in shown
+    )
     assert len(at.get("vega_lite_chart")) == 7  # drift share, prediction drift, five quality charts
     alerts = at.dataframe[0].value
     assert alerts["metric"].tolist() == ["drift_share_features", "prediction_drift"]
@@ -243,3 +248,55 @@ def test_a_wrong_config_is_shown_not_raised(tmp_path: Path, monkeypatch: pytest.
     at = AppTest.from_file(str(APP), default_timeout=30).run()
     assert not at.exception
     assert "missing.toml does not exist" in at.error[0].value and "SCOREHOUSE_CATALOG" in at.error[0].value
+
+
+# ------------------------------------------------------------------------------------ hostile values
+
+EVIL, HOSTILE_ID = tw.EVIL, tw.HOSTILE_ID
+
+
+def _rendered(at: AppTest) -> str:
+    """The page's markdown as a CommonMark renderer turns it into HTML (Streamlit's is CommonMark too)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").render(text(at))
+
+
+def _assert_inert(at: AppTest) -> None:
+    html = _rendered(at)
+    assert "<a " not in html and "<img" not in html, html
+    # Streamlit also links bare URLs (GFM autolinks): outside code spans, a URL must not survive unescaped.
+    outside_code = re.sub(r"(`+).+?\1", "", re.sub(r"\\.", "", text(at)))
+    assert EVIL not in outside_code, outside_code
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tw.hostile_warehouse(tmp_path_factory.mktemp("hostile"))
+
+
+def test_a_hostile_record_id_in_the_link_renders_no_link_or_image(open_app: OpenApp, hostile: Path) -> None:
+    for record_id in (f"zz`]({EVIL}) [go]({EVIL})", f"![p]({EVIL}/p.png)", HOSTILE_ID):
+        at = page(open_app, hostile, "record")
+        at.query_params["record_id"] = record_id
+        at.switch_page("app_pages/record.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        _assert_inert(at)
+
+
+def test_stored_ids_file_names_and_reasons_render_no_link_or_image(open_app: OpenApp, hostile: Path) -> None:
+    at = page(open_app, hostile, "overview")
+    _assert_inert(at)
+    assert "f](" in text(at)  # the file name is shown, as code
+    at = page(open_app, hostile, "record")
+    at.text_input(key="record_id").input(HOSTILE_ID).run()
+    assert "0.5000" in text(at)  # the record was found and shown
+    _assert_inert(at)
+    for name in ("models", "predictions"):
+        _assert_inert(page(open_app, hostile, name))
+
+
+def test_the_page_icon_is_served_by_the_dashboard_itself() -> None:
+    from dashboard.app import PAGE_ICON
+
+    assert not PAGE_ICON.startswith(":material"), "Streamlit fetches a material page icon from fonts.gstatic.com"

@@ -264,3 +264,25 @@ def tiny_warehouse(folder: Path, *, labels: bool = True, reports: bool = True) -
     if reports:
         add_reports(store, folder / "reports")
     return Tiny(store=store, catalog=build_catalog(store), reports=folder / "reports")
+
+
+# Values a person could put into the warehouse (an id in a file, a file's name, a label, a promotion reason)
+# that would render links, images or formatting if the dashboard passed them to markdown unescaped.
+EVIL = "https://evil.example"
+HOSTILE_ID = f"x` [click]({EVIL}/phish) ![img]({EVIL}/pixel.png) <img src={EVIL}/h.png> :red[alarm] $x^2$"
+HOSTILE_FILE = f"f](({EVIL}))[a]({EVIL}) `` ![i]({EVIL}/i.png).csv"
+
+
+def hostile_warehouse(folder: Path) -> Path:
+    """A warehouse whose record id, file name and model reasons are markdown that would link out; its catalog."""
+    store = empty_warehouse(folder / "warehouse")
+    records = records_table(["a1"])
+    records = records.set_column(0, "record_id", pa.array([HOSTILE_ID]))
+    records = records.set_column(records.schema.get_field_index("source_file"), "source_file", pa.array([HOSTILE_FILE]))
+    store.commit("records", "r1", records, partition="2026-01-01")
+    store.commit("predictions", "p1", predictions_table("v1", DAY1, {HOSTILE_ID: 0.5}), partition="2026-01-01")
+    models = models_table().to_pylist()
+    for row in models:
+        row["reason"] = f"[promoted]({EVIL}) ![x]({EVIL}/x.png)"
+    store.commit("models", "m", pa.Table.from_pylist(models, models_table().schema), partition="2026-01-01")
+    return build_catalog(store)

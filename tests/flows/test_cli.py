@@ -88,3 +88,83 @@ def test_a_config_that_is_not_toml_gives_a_clear_error(tmp_path: Path) -> None:
     path.write_text(dump_toml(repo_config_document()) + "\n[[[ not toml\n")
     result = runner.invoke(app, ["status", "--config", str(path)])
     _assert_clear_failure(result, "broken.toml")
+
+
+# ------------------------------------------------------------------ expected failures: one line, exit 1
+
+
+def test_a_tampered_model_stops_score_with_one_line_and_no_traceback(
+    project: Project, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from flows.train import train
+
+    version = train(project.config)
+    model_file = next(p for p in (project.settings.models_dir / version).iterdir() if p.suffix == ".joblib")
+    model_file.write_bytes(model_file.read_bytes() + b"tampered")
+    project.drop_csv(arrivals(3), "a.csv")
+    ingest(project.config)
+    capfd.readouterr()
+
+    result = runner.invoke(app, ["score", "--config", project.config])
+
+    _assert_clear_failure(result, "sha256")
+    logged = capfd.readouterr()
+    assert "Traceback" not in logged.out + logged.err
+    assert [line for line in result.output.splitlines() if line.startswith("error:")] == [result.output.strip()]
+
+
+@pytest.mark.parametrize("value", ["{not json", "[1, 2"])
+def test_an_override_that_is_not_json_gives_one_clear_line(
+    project: Project, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SCOREHOUSE_MODEL__PARAMS", value)
+    result = runner.invoke(app, ["status", "--config", project.config])
+    _assert_clear_failure(result, "SCOREHOUSE_MODEL__PARAMS", "JSON")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_config_pointing_a_drop_folder_at_etc_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    document = repo_config_document()
+    document["paths"] = {"incoming": "/etc"}
+    result = runner.invoke(app, ["ingest", "--config", str(write_toml(tmp_path / "etc.toml", document))])
+    _assert_clear_failure(result, "paths.incoming", "/etc", "system")
+
+
+def test_demo_refuses_to_wipe_a_warehouse_it_did_not_create(project: Project) -> None:
+    project.drop_csv(arrivals(3), "a.csv")
+    ingest(project.config)
+    before = project.counts()
+
+    result = runner.invoke(app, ["demo", "--config", project.config, "--days", "1"])
+
+    _assert_clear_failure(result, "--yes", "did not create")
+    assert len(result.output.strip().splitlines()) == 1
+    assert project.counts() == before
+    assert any(project.settings.processed_dir.rglob("a.csv"))
+
+
+def test_demo_reset_empties_its_own_warehouse_and_asks_about_anything_else(project: Project) -> None:
+    from flows.demo import MARKER, ResetRefused, reset
+
+    project.drop_csv(arrivals(3), "a.csv")
+    with pytest.raises(ResetRefused):
+        reset(project.settings)
+    questions: list[str] = []
+    reset(project.settings, confirm=lambda question: questions.append(question) or True)
+    assert len(questions) == 1 and not (project.settings.incoming_dir / "a.csv").exists()
+    assert (project.settings.warehouse_dir / MARKER).is_file()
+    project.drop_csv(arrivals(3), "b.csv")
+    reset(project.settings)  # the demo's own warehouse: no question
+    assert not (project.settings.incoming_dir / "b.csv").exists()
+
+
+def test_promote_records_a_name_even_without_a_user_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
+
+    from flows.cli import _who
+
+    def no_user() -> str:
+        raise KeyError("getpwuid(): uid not found: 12345")
+
+    monkeypatch.setattr(getpass, "getuser", no_user)
+    assert _who(None).startswith("uid ") and _who("ops") == "ops"

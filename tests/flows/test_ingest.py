@@ -49,7 +49,7 @@ def per_file(project: Project) -> pd.DataFrame:
     return project.query(
         """
         WITH r AS (SELECT source_file, count(*) AS n FROM records GROUP BY ALL),
-             q AS (SELECT source_file, count(*) AS n FROM quarantine GROUP BY ALL)
+             q AS (SELECT source_file, count(*) AS n FROM quarantine WHERE rule <> 'empty' GROUP BY ALL)
         SELECT source_file, coalesce(r.n, 0) AS stored, coalesce(q.n, 0) AS quarantined
         FROM r FULL JOIN q USING (source_file) ORDER BY source_file
         """
@@ -91,7 +91,7 @@ def test_every_row_of_every_file_is_stored_or_quarantined(project: Project) -> N
         assert reports[name].refused
         assert reports[name].rows_in is None
         assert counts.loc[name].tolist() == [0, 1]
-    refused = project.query("SELECT * FROM quarantine WHERE column_name = '(file)' ORDER BY source_file")
+    refused = project.query("SELECT * FROM quarantine WHERE rule = 'readable' ORDER BY source_file")
     assert refused["source_file"].tolist() == ["d_cut.parquet", "e_semicolon.csv"]
     assert refused["row_number"].isna().all()
     assert refused["rule"].tolist() == ["readable", "readable"]
@@ -110,6 +110,16 @@ def test_every_row_of_every_file_is_stored_or_quarantined(project: Project) -> N
     rejected = {p.name for p in settings.rejected_dir.rglob("*") if p.is_file()}
     assert processed == {"a.csv", "b.parquet", "c_missing_column.csv", "f_header_only.csv"}
     assert rejected == {"d_cut.parquet", "e_semicolon.csv"}
+
+    # Invariant 1, every file is accounted for: a file with a header and no rows leaves a note saying so, and
+    # `ingest_batches` lists every file, stored rows or not.
+    note = project.query("SELECT * FROM quarantine WHERE source_file = 'f_header_only.csv'")
+    assert note[["column_name", "rule"]].values.tolist() == [["(file)", "empty"]]
+    assert "no rows" in note["reason"].iloc[0] and note["row_number"].isna().all()
+    batches = project.query(
+        "SELECT source_file, sum(rows) AS rows, sum(quarantined) AS q FROM ingest_batches GROUP BY 1"
+    )
+    assert set(batches["source_file"]) == set(dropped)
 
 
 def test_reasons_name_the_column_the_rule_and_the_value(project: Project) -> None:

@@ -241,12 +241,20 @@ class Corpus:
         self.take(30).to_parquet(buffer, index=False)
         self.refused(folder, "f_truncated.parquet", buffer.getvalue()[: len(buffer.getvalue()) // 2])
         self.refused(folder, "g_semicolon.csv", self.take(5).to_csv(index=False, sep=";").encode())
+        # One Latin-1 byte in one row: that row is refused naming its column, the rest of the file is stored.
         latin = self.take(5)
         latin.loc[2, "addr_state"] = "Québec"
-        self.refused(folder, "h_latin1.csv", latin.to_csv(index=False).encode("latin-1"))
+        (folder / "h_latin1.csv").write_bytes(latin.to_csv(index=False).encode("latin-1"))
+        ids = [str(v) for v in latin[id_column]]
+        self.expect(Expected("h_latin1.csv", 5, ids[:2] + ids[3:], {3: frozenset({("addr_state", "utf8")})}))
         self.refused(folder, "i_utf16.csv", self.take(5).to_csv(index=False).encode("utf-16"))
-        lines = self.take(5).to_csv(index=False).splitlines()
-        self.refused(folder, "j_wide_row.csv", "\n".join([*lines, ",".join(["1"] * 3000)]).encode() + b"\n")
+        wide_row = self.take(5)
+        lines = wide_row.to_csv(index=False).splitlines()
+        (folder / "j_wide_row.csv").write_bytes("\n".join([*lines, ",".join(["1"] * 3000)]).encode() + b"\n")
+        last = str(wide_row.columns[-1])
+        self.expect(
+            Expected("j_wide_row.csv", 6, [str(v) for v in wide_row[id_column]], {6: frozenset({(last, "fields")})})
+        )
 
         wide = self.take(10)
         extra = pd.DataFrame({f"extra_{i:04d}": [f"v{i}"] * len(wide) for i in range(1500)})
@@ -289,9 +297,22 @@ class Corpus:
             Expected("p_wrong_types.parquet", 8, [], {i + 1: frozenset({(first.name, "numeric")}) for i in range(8)})
         )
 
-        ragged = self.take(4).to_csv(index=False).splitlines()
+        # A line with fields missing in the middle of the file and a last line cut in transit: those rows only.
+        short = self.take(5)
+        ragged = short.to_csv(index=False).splitlines()
         ragged[2] = ",".join(ragged[2].split(",")[:5])
-        self.refused(folder, "q_ragged.csv", ("\n".join(ragged) + "\n").encode())
+        ragged[5] = ragged[5][: len(ragged[5]) // 2].rstrip(",")
+        (folder / "q_ragged.csv").write_bytes("\n".join(ragged).encode())  # no newline after the cut line
+        ids = [str(v) for v in short[id_column]]
+        fifth, cut = str(short.columns[5]), str(short.columns[ragged[5].count(",") + 1])
+        self.expect(
+            Expected(
+                "q_ragged.csv",
+                5,
+                [ids[0], ids[2], ids[3]],
+                {2: frozenset({(fifth, "fields")}), 5: frozenset({(cut, "fields")})},
+            )
+        )
         self.refused(folder, "r_notes.txt", b"loan_id,funded_amnt\nX1,100\n")
 
         again = self.take(20)
@@ -393,4 +414,38 @@ class Corpus:
         refuse("lh_semicolon.csv", some.to_csv(index=False, sep=";").encode())
         latin = some.copy()
         latin["label"] = "défaut"
-        refuse("li_latin1.csv", latin.to_csv(index=False).encode("latin-1"))
+        (folder / "li_latin1.csv").write_bytes(latin.to_csv(index=False).encode("latin-1"))
+        self.expected_labels["li_latin1.csv"] = Expected(
+            "li_latin1.csv", 5, bad={i: frozenset({("label", "utf8")}) for i in range(1, 6)}
+        )
+
+        # Times that must not be believed, and one id given two labels at one time.
+        chosen = rng.sample([i for i in stored if i not in known and i not in other], 6)
+        odd = pd.DataFrame(
+            {
+                id_column: [*chosen, chosen[5]],
+                "label": [classes[0], classes[1], classes[0], classes[1], classes[0], classes[0], classes[1]],
+                "labelled_at": [
+                    "2099-01-01T00:00:00Z",  # the future: would win over every later correction
+                    "12/01/2026",  # December or January?
+                    "01.02.26",
+                    "2026-11-20T08:00:00Z",
+                    "2026-11-20",
+                    "2026-11-21T10:00:00Z",
+                    "2026-11-21T11:00:00+01:00",  # the same instant as the row above, another label
+                ],
+            }
+        )
+        odd.to_csv(folder / "lj_times.csv", index=False)
+        self.expected_labels["lj_times.csv"] = Expected(
+            "lj_times.csv",
+            7,
+            bad={
+                1: frozenset({("labelled_at", "future")}),
+                2: frozenset({("labelled_at", "ambiguous")}),
+                3: frozenset({("labelled_at", "ambiguous")}),
+                6: frozenset({("label", "consistent")}),
+                7: frozenset({("label", "consistent")}),
+            },
+            stored_labels=[(chosen[3], classes[1]), (chosen[4], classes[0])],
+        )

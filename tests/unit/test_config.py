@@ -194,3 +194,68 @@ def test_a_file_that_is_not_toml_raises_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(config)
     assert str(config.resolve()) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("paths", "words"),
+    [
+        pytest.param({"incoming": "/etc"}, ["paths.incoming", "/etc", "system"], id="drop-folder-etc"),
+        pytest.param({"feedback": "/usr/share/x"}, ["paths.feedback", "system"], id="inside-usr"),
+        pytest.param({"processed_files": "/"}, ["paths.processed_files", "system"], id="root"),
+        pytest.param({"rejected_files": "~"}, ["paths.rejected_files"], id="home-as-given"),
+        pytest.param(
+            {"incoming": "drop", "processed_files": "drop"},
+            ["paths.incoming", "paths.processed_files", "same"],
+            id="equal",
+        ),
+        pytest.param(
+            {"incoming": "drop", "processed_files": "drop/done"},
+            ["paths.processed_files is inside paths.incoming"],
+            id="nested",
+        ),
+        pytest.param(
+            {"warehouse": "data/incoming"}, ["paths.incoming", "paths.warehouse", "same"], id="warehouse-in-drop"
+        ),
+    ],
+)
+def test_unsafe_folders_are_refused_at_start(tmp_path: Path, paths: dict[str, str], words: list[str]) -> None:
+    document = tiny_config_document()
+    document["paths"] = {k: (str(Path(v).expanduser()) if v == "~" else v) for k, v in paths.items()}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, document))
+    for word in words:
+        assert word in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinite_bounds_are_refused(tmp_path: Path, value: float) -> None:
+    document = tiny_config_document()
+    _feature(document, "rate")["min"] = value
+    text = dump_toml(document).replace(repr(value), {"nan": "nan", "inf": "inf", "-inf": "-inf"}[repr(value)])
+    config = tmp_path / "scorehouse.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=r"dataset\.features\.1\.min"):
+        load_settings(config)
+
+
+def test_a_nan_threshold_from_the_environment_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCOREHOUSE_MODEL__THRESHOLD", "nan")
+    with pytest.raises(ConfigError, match=r"model\.threshold"):
+        load_settings(_write(tmp_path, tiny_config_document()))
+
+
+def test_a_config_error_is_one_line(tmp_path: Path) -> None:
+    document = tiny_config_document()
+    document["model"].update(threshold=3, embedding_size=0)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, document))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_section_override_that_is_not_json_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCOREHOUSE_PATHS", "{oops")
+    with pytest.raises(ConfigError, match="SCOREHOUSE_PATHS") as caught:
+        load_settings(_write(tmp_path, tiny_config_document()))
+    assert "JSON" in str(caught.value)

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 
+from pipeline import feedback
 from pipeline.config import Dataset
-from pipeline.feedback import validate_labels
-from pipeline.validate import UnreadableFile
+from pipeline.feedback import only_rows
+from pipeline.validate import UnreadableFile, Validated
 from tests.conftest import tiny_dataset_section
 
 
 @pytest.fixture
 def dataset() -> Dataset:
     return Dataset(**tiny_dataset_section())
+
+
+NOW = pd.Timestamp("2026-11-29T08:00:00Z")
+
+
+def validate_labels(raw: pa.Table, dataset: Dataset, known: set[str], now: pd.Timestamp = NOW) -> Validated:
+    return feedback.validate_labels(raw, dataset, known, now=now)
 
 
 def labels(rows: list[tuple[str | None, str | None, str | None]], id_name: str = "id") -> pa.Table:
@@ -46,6 +55,11 @@ def test_good_labels_are_typed(dataset: Dataset) -> None:
         (("a", None, "2026-11-01"), "label", "required", "the label is missing"),
         (("a", "yes", None), "labelled_at", "required", "the label time is missing"),
         (("a", "yes", "yesterday"), "labelled_at", "timestamp", "not a date/time"),
+        (("a", "yes", "21 Nov 2026"), "labelled_at", "timestamp", "ISO 8601"),
+        (("a", "yes", "12/01/2026"), "labelled_at", "ambiguous", "either way"),
+        (("a", "yes", "3.4.26"), "labelled_at", "ambiguous", "either way"),
+        (("a", "yes", "2099-01-01T00:00:00Z"), "labelled_at", "future", "later than now"),
+        (("a", "yes", "2026-11-29T09:00:00+00:00"), "labelled_at", "future", "later than now"),
     ],
 )
 def test_each_bad_label_is_rejected_with_a_reason(
@@ -76,3 +90,41 @@ def test_a_file_without_the_label_columns_is_refused(dataset: Dataset) -> None:
         validate_labels(pa.table({"id": ["a"], "label": ["yes"]}), dataset, {"a"})
     with pytest.raises(UnreadableFile, match="no id column"):
         validate_labels(pa.table({"who": ["a"], "label": ["yes"], "labelled_at": ["2026-11-01"]}), dataset, {"a"})
+
+
+def test_a_label_a_little_ahead_of_this_clock_is_accepted(dataset: Dataset) -> None:
+    checked = validate_labels(labels([("a", "yes", "2026-11-29T08:04:00Z")]), dataset, {"a"})
+    assert checked.good.num_rows == 1
+
+
+def test_contradictory_labels_in_one_file_are_all_rejected(dataset: Dataset) -> None:
+    rows = [
+        ("a", "yes", "2026-11-01T10:00:00Z"),
+        ("b", "no", "2026-11-01"),
+        ("a", "no", "2026-11-01T11:00:00+01:00"),  # the same instant as the first row
+        ("a", "yes", "2026-11-02"),  # a later time: a correction, kept
+    ]
+    checked = validate_labels(labels(rows), dataset, {"a", "b"})
+    assert checked.good.column("row_number").to_pylist() == [2, 4]
+    bad = checked.bad
+    assert bad["row_number"].tolist() == [1, 3] and set(bad["rule"]) == {"consistent"}
+    assert all("none is stored" in reason for reason in bad["reason"])
+
+
+def test_typed_label_times_are_used_as_they_are(dataset: Dataset) -> None:
+    raw = pa.table(
+        {
+            "id": ["a", "b"],
+            "label": ["yes", "no"],
+            "labelled_at": pa.array([pd.Timestamp("2026-11-01T10:00Z"), pd.Timestamp("2099-01-01T00:00Z")]),
+        }
+    )
+    checked = validate_labels(raw, dataset, {"a", "b"})
+    assert checked.good.column("record_id").to_pylist() == ["a"]
+    assert checked.bad["rule"].tolist() == ["future"]
+
+
+def test_only_rows_keeps_the_verdicts_on_the_rows_asked_for(dataset: Dataset) -> None:
+    rows = [("a", "yes", "2026-11-01"), ("ghost", "no", "2026-11-01"), ("b", "maybe", "2026-11-01")]
+    checked = only_rows(validate_labels(labels(rows), dataset, {"a", "b"}), {2, 3})
+    assert checked.good.num_rows == 0 and checked.bad["row_number"].tolist() == [2, 3]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import Dataset
-from pipeline.validate import BAD_COLUMNS, UnreadableFile, read_incoming, validate_rows
+from pipeline.validate import BAD_COLUMNS, UnreadableFile, read_blocks, read_incoming, validate_rows
 from tests.conftest import tiny_dataset_section
 
 
@@ -268,10 +269,6 @@ def test_header_only_csv_is_a_file_with_no_rows(tmp_path: Path, dataset: Dataset
         pytest.param("empty.csv", b"", ["empty"], id="empty-csv"),
         pytest.param("blank.csv", b"\n\n", ["empty"], id="blank-lines-csv"),
         pytest.param("latin1.csv", "id,amount,rate,colour\xe9\nr1,1,2,red\n".encode("latin-1"), ["UTF-8"], id="latin1"),
-        pytest.param(
-            "latin1-body.csv", "id,amount,rate,colour\nr1,1,2,r\xe9d\n".encode("latin-1"), ["UTF8"], id="latin1-body"
-        ),
-        pytest.param("ragged.csv", b"id,amount,rate,colour\nr1,1,2,red,extra\n", ["Expected 4 columns"], id="ragged"),
         pytest.param("cut.parquet", b"PAR1 cut off in transit", ["PARQUET"], id="truncated-parquet"),
         pytest.param("empty.parquet", b"", ["PARQUET"], id="empty-parquet"),
         pytest.param("notes.txt", b"id\n1\n", ["unsupported file type", "'.txt'"], id="unsupported"),
@@ -329,3 +326,76 @@ def test_a_parquet_column_of_lists_is_refused_or_quarantined_not_a_crash(tmp_pat
         assert "amount" in str(error)
     else:
         assert as_frame(checked.good).empty and checked.bad["column_name"].tolist() == ["amount"]
+
+
+# ------------------------------------------------------------------ lines that cannot be read as rows
+
+
+def _bad_lines(tmp_path: Path, dataset: Dataset, body: bytes) -> tuple[list[int], pd.DataFrame]:
+    path = tmp_path / "lines.csv"
+    path.write_bytes(b"id,amount,rate,colour\n" + body)
+    checked = validate_rows(read_incoming(path), dataset)
+    return checked.good.column("row_number").to_pylist(), checked.bad
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "words"),
+    [
+        pytest.param(b"r2,5,1,red,extra", "colour", ["5 fields", "header has 4", "1 more"], id="a-field-too-many"),
+        pytest.param(b"r2,5", "rate", ["2 field(s)", "'rate' on are missing"], id="fields-missing"),
+        pytest.param(b"r2,5,\xff1,red", "rate", ["0xff", "not UTF-8"], id="not-utf8"),
+    ],
+)
+def test_one_bad_line_costs_its_row_only_with_its_number_raw_text_and_column(
+    tmp_path: Path, dataset: Dataset, line: bytes, column: str, words: list[str]
+) -> None:
+    good, bad = _bad_lines(tmp_path, dataset, b"r1,5,1,red\n" + line + b"\nr3,5,1,blue\n")
+
+    assert good == [1, 3]
+    assert bad["row_number"].tolist() == [2] and bad["column_name"].tolist() == [column]
+    reason = bad["reason"].iloc[0]
+    assert reason.startswith(f"{column}: ") and "#" not in reason
+    for word in words:
+        assert word in reason, reason
+    assert bad["raw"].iloc[0] == line.decode("utf-8", "backslashreplace")
+    assert bad["record_id"].iloc[0] in ("r2", None)
+
+
+def test_a_truncated_last_line_costs_that_row_only(tmp_path: Path, dataset: Dataset) -> None:
+    good, bad = _bad_lines(tmp_path, dataset, b"r1,5,1,red\nr2,5,1,blue\nr3,5")  # cut in transit, no newline
+
+    assert good == [1, 2]
+    assert bad["row_number"].tolist() == [3] and "line 4 of the file" in bad["reason"].iloc[0]
+
+
+def test_row_numbers_stay_right_around_bad_lines_and_values_spanning_lines(tmp_path: Path, dataset: Dataset) -> None:
+    body = b'r1,5,1,red\n"r\n2",5,1,red\nr3,5\nr4,5,1,red\nr5,5,1,red,x\nr6,5,1,red\n'
+    path = tmp_path / "lines.csv"
+    path.write_bytes(b"id,amount,rate,colour\n" + body)
+    blocks = list(read_blocks(path, block_rows=2))
+    first, goods, bads = 1, [], []
+    for block in blocks:
+        checked = validate_rows(block, dataset, first_row=first)
+        first += block.num_rows
+        goods += checked.good.column("row_number").to_pylist()
+        bads += checked.bad["row_number"].tolist()
+
+    assert (goods, bads) == ([1, 2, 4, 6], [3, 5])
+
+
+def test_a_link_is_never_read_through(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("id,amount,rate,colour\nsecret,1,2,red\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(secret)
+
+    with pytest.raises(UnreadableFile, match="symbolic link") as caught:
+        read_incoming(link)
+    assert "secret" not in str(caught.value)
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(UnreadableFile, match="not a regular file"):
+        read_incoming(fifo)
