@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.deployed import add_to_run_name
 from flows.registry import Event, register_version
 from flows.runtime import open_store, publish, run_name, settings_from
-from pipeline.artifacts import claim_version, sha256_of
+from pipeline.artifacts import claim_version, release_version, sha256_of
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.training import (
@@ -64,9 +64,9 @@ def fit(reference: pd.DataFrame, settings: Settings, version: str) -> TrainingRe
 
 
 @task(cache_policy=NO_CACHE)
-def register(store: Warehouse, settings: Settings, result: TrainingResult, fingerprint_: str) -> bool:
-    """Write the version and its registry rows; it becomes champion if there is none yet."""
-    decided_at = store.version("models")
+def register(store: Warehouse, settings: Settings, result: TrainingResult, fingerprint_: str, decided_at: int) -> bool:
+    """Write the version and its registry rows; it becomes champion if there was none at `decided_at` (the
+    registry's version this training was decided on: a registration since then makes the commit conflict)."""
     with store.connect(version={"models": decided_at}) as con:
         promote = champion(con) is None
     version = result.model.version
@@ -114,7 +114,8 @@ def train(config: str | None = None) -> str:
     settings = settings_from(config)
     store = open_store(settings)
     print_ = fingerprint(settings)
-    with store.connect() as con:
+    decided_at = store.version("models")
+    with store.connect(version={"models": decided_at}) as con:
         existing = version_with_fingerprint(con, print_)
         first = highest_version(con) + 1
     if existing:
@@ -125,17 +126,19 @@ def train(config: str | None = None) -> str:
     reference = load_reference(settings)
     result = fit(reference, settings, version)
     try:
-        promoted = register(store, settings, result, print_)
+        promoted = register(store, settings, result, print_, decided_at)
     except Conflict:
-        # Another training registered at the same moment: the same data (then its version stands), or the
-        # first champion (then this version is registered again, without the promotion).
-        with store.connect() as con:
+        # Another training registered meanwhile: of the same data (then its version stands and this one's
+        # files go), or another first champion (then this version is registered without the promotion).
+        decided_at = store.version("models")
+        with store.connect(version={"models": decided_at}) as con:
             existing = version_with_fingerprint(con, print_)
         if existing:
+            release_version(settings.models_dir, version)
             logger.info("%s was trained from this data by a concurrent run; %s is left unused", existing, version)
             add_to_run_name(f"{existing} (trained concurrently)")
             return existing
-        promoted = register(store, settings, result, print_)
+        promoted = register(store, settings, result, print_, decided_at)
     publish(store)
     logger.info(
         "trained %s on %d rows: hold-out ROC AUC %.3f (%s)%s",

@@ -62,6 +62,15 @@ def claim_version(models_dir: Path, first: int, fingerprint: str) -> str:
         return folder.name
 
 
+def release_version(models_dir: Path, version: str) -> None:
+    """Empty an unregistered version's folder (a concurrent run registered the same work): its claim file
+    stays, so the number is never given out again, and no model file lies around unregistered."""
+    folder = models_dir / version
+    for child in folder.iterdir() if folder.is_dir() else []:
+        if child.name != CLAIM_FILE:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
 def _write_claim(folder: Path, fingerprint: str) -> None:
     (folder / CLAIM_FILE).write_text(
         json.dumps({"fingerprint": fingerprint, "host": socket.gethostname(), "pid": os.getpid()})
@@ -112,6 +121,9 @@ def save_version(model: ScoringModel, folder: Path, metadata: dict[str, Any]) ->
         for name in FILES:
             with open(temporary / name, "rb") as handle:
                 os.fsync(handle.fileno())
+        claim = folder / CLAIM_FILE
+        if claim.is_file():  # the claim goes on with the files: a killed run's work stays its to finish
+            shutil.copy2(claim, temporary / CLAIM_FILE)
         if folder.exists():
             shutil.rmtree(folder)  # the claimed, empty folder (or what a killed save of this run left)
         os.replace(temporary, folder)
