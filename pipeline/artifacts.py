@@ -44,8 +44,9 @@ def claim_version(models_dir: Path, first: int, fingerprint: str) -> str:
     """Allocate the version number `v<n>` (n >= first, not registered yet) by creating its folder: `mkdir`
     succeeds for one process only, on a local or shared file system, so two trainings never get the same
     number. The folder says what it was claimed for and by which process. A training of the same data
-    (the same `fingerprint`) on the same host takes over the claim of a process that is gone: a killed
-    run's work, finished under its number. A live claimer, or one on another host, keeps its number."""
+    (the same `fingerprint`) on the same host takes over the claim of a process that is gone (a killed
+    run's work, finished under its number) or of this process (a failed attempt tried again). Another live
+    claimer, or one on another host, keeps its number."""
     models_dir.mkdir(parents=True, exist_ok=True)
     number = max(first, 1)
     while True:
@@ -85,7 +86,8 @@ def _abandoned(claim: Path, fingerprint: str) -> bool:
         return False  # being written, or not a claim: leave it
     if owner.get("fingerprint") != fingerprint or owner.get("host") != socket.gethostname():
         return False
-    return not _running(int(owner["pid"]))
+    pid = int(owner["pid"])
+    return pid == os.getpid() or not _running(pid)  # this very process trying again, or a process gone
 
 
 def _running(pid: int) -> bool:

@@ -334,7 +334,7 @@ class Warehouse:
                     return False  # the same batch landed from another writer: done
                 if marks:
                     raise Conflict(f"{table}: {error}") from None
-            except OSError as error:
+            except (OSError, DeltaError) as error:  # a full disk, a read-only folder, storage refusing the write
                 raise CommitError(
                     f"could not write batch {batch} of {table} under {self.location}: {error}. Nothing of it is "
                     "visible; free disk space or fix the storage's permissions and run again."

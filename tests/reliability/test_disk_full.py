@@ -2,9 +2,8 @@
 committed, and the next run (with room again) finishes the work exactly.
 
 The failures are injected into the write calls of this process (a loop-mounted small disk needs
-privileges CI does not have, and a permission-restricted folder does not stop root, as here):
-the Parquet writer runs out of space half-way through a batch file, a rename into a read-only
-folder fails, a model file cannot be written.
+privileges CI does not have, and a permission-restricted folder does not stop root, as here): a Delta
+write runs out of space, a Delta write into a read-only folder fails, a model file cannot be written.
 """
 
 from __future__ import annotations
@@ -15,30 +14,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 
+import warehouse.store
 from flows.ingest import ingest
 from flows.score import score
 from flows.train import train
 from pipeline import artifacts
-from tests.flows.conftest import Project, arrivals
+from tests.flows.conftest import arrivals
 from tests.reliability._invariants import assert_consistent, snapshot
 from tests.reliability._projects import quick_project
-from warehouse.store import STAGING, CommitError
+from warehouse.store import CommitError
 
 
-def _fails_at(n: int, error: OSError, call: Callable[..., Any], partial: bool = False) -> Callable[..., Any]:
-    """`call`, except that its `n`th call fails with `error` (after writing part of the file when `partial`)."""
+def _fails_at(n: int, error: OSError, call: Callable[..., Any], table: str | None = None) -> Callable[..., Any]:
+    """`call`, except that its `n`th call (counting only writes to `table`, when given) fails with `error`."""
     calls = 0
 
     def failing(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
-        calls += 1
-        if calls == n:
-            if partial:  # some bytes reach the temporary file before the disk is full
-                args[1].write(b"PAR1" + b"\0" * 4096)
-            raise error
+        target = getattr(args[0], "table_uri", "")
+        if table is None or target.rstrip("/").endswith(f"/{table}"):
+            calls += 1
+            if calls == n:
+                raise error
         return call(*args, **kwargs)
 
     return failing
@@ -56,10 +55,6 @@ def _failed_with(state: Any, *words: str) -> str:
     return message
 
 
-def _no_temporary_files(project: Project) -> None:
-    assert list((project.settings.warehouse_dir / STAGING).iterdir()) == []
-
-
 def test_a_full_disk_half_way_through_an_ingest_leaves_whole_blocks_and_the_next_run_finishes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,17 +64,17 @@ def test_a_full_disk_half_way_through_an_ingest_leaves_whole_blocks_and_the_next
     path = project.drop_csv(rows, "a.csv")
     before = snapshot(project)
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(pq, "write_table", _fails_at(4, full, pq.write_table, partial=True))  # block 2's records
+    real = warehouse.store.write_deltalake
+    monkeypatch.setattr(warehouse.store, "write_deltalake", _fails_at(4, full, real))  # block 2's records
 
     state = ingest(project.config, return_state=True)
 
-    message = _failed_with(state, "No space left on device", "free disk space", "records/")
+    message = _failed_with(state, "No space left on device", "free disk space", "of records")
     assert isinstance(state.result(raise_on_failure=False), CommitError)
     assert "Nothing of this batch is visible" in message
     seen = assert_consistent(project, before, None)
     # Block 1 whole; of block 2 only its quarantine batch (row 51), which lands before its records batch.
     assert (seen.counts["records"], seen.counts["quarantine"]) == (40, 1)
-    _no_temporary_files(project)
     assert path.exists()  # the file waits for the next run
 
     monkeypatch.undo()
@@ -99,26 +94,15 @@ def test_a_read_only_folder_during_scoring_fails_clearly_and_the_next_run_finish
     project.drop_csv(arrivals(100), "a.csv")
     ingest(project.config)
     before = snapshot(project)
-    real_replace = os.replace
-    predictions = str(project.settings.warehouse_dir / "predictions")
-    renames = 0
-
-    def read_only_predictions(source: Any, destination: Any, *args: Any, **kwargs: Any) -> None:
-        nonlocal renames
-        if str(destination).startswith(predictions):
-            renames += 1
-            if renames == 2:
-                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(destination))
-        real_replace(source, destination, *args, **kwargs)
-
-    monkeypatch.setattr(os, "replace", read_only_predictions)
+    read_only = OSError(errno.EROFS, os.strerror(errno.EROFS), str(project.settings.warehouse_dir / "predictions"))
+    real = warehouse.store.write_deltalake
+    monkeypatch.setattr(warehouse.store, "write_deltalake", _fails_at(2, read_only, real, table="predictions"))
 
     state = score(project.config, return_state=True)
 
-    _failed_with(state, "Read-only file system", "fix the folder's permissions", "predictions/")
+    _failed_with(state, "Read-only file system", "fix the storage's permissions", "of predictions")
     seen = assert_consistent(project, before, None)
-    assert seen.counts["predictions"] == 40  # chunk 1 whole, nothing of chunk 2
-    _no_temporary_files(project)
+    assert seen.counts["predictions"] == 40  # unit 1 whole, nothing of unit 2
 
     monkeypatch.undo()
     report = score(project.config)
@@ -139,7 +123,8 @@ def test_a_full_disk_during_a_model_save_leaves_no_version_behind(
     state = train(project.config, return_state=True)
 
     _failed_with(state, "No space left on device")
-    assert list(project.settings.models_dir.iterdir()) == []  # no version folder, no temporary one
+    assert not list(project.settings.models_dir.rglob("*.joblib"))  # no model file, whole or half
+    assert not list(project.settings.models_dir.glob(".*.tmp"))  # no temporary folder
     assert assert_consistent(project, before, None).counts == before.counts  # nothing registered
 
     monkeypatch.undo()
