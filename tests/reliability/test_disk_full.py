@@ -71,7 +71,7 @@ def test_a_full_disk_half_way_through_an_ingest_leaves_whole_blocks_and_the_next
 
     message = _failed_with(state, "No space left on device", "free disk space", "of records")
     assert isinstance(state.result(raise_on_failure=False), CommitError)
-    assert "Nothing of this batch is visible" in message
+    assert "Nothing of it is visible" in message
     seen = assert_consistent(project, before, None)
     # Block 1 whole; of block 2 only its quarantine batch (row 51), which lands before its records batch.
     assert (seen.counts["records"], seen.counts["quarantine"]) == (40, 1)
