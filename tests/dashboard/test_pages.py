@@ -16,6 +16,7 @@ from tests.conftest import tiny_config_document, write_toml
 from tests.dashboard import tiny_warehouse as tw
 from tests.dashboard.conftest import APP
 from tests.dashboard.tiny_warehouse import Tiny, add_records_and_predictions, empty_warehouse, tiny_warehouse
+from warehouse.catalog import build_catalog
 
 OpenApp = Callable[[Path], AppTest]
 PAGES = ["overview", "predictions", "record", "monitoring", "models"]
@@ -227,6 +228,7 @@ def test_new_batches_appear_after_a_refresh(open_app: OpenApp, tmp_path: Path) -
     at = page(open_app, store.root / "warehouse.duckdb", "overview")
     assert metrics(at)["Predictions"] == "0"
     add_records_and_predictions(store)
+    build_catalog(store)  # as every flow does after its commits
     at.button[0].click().run()  # "Refresh now"; without it the answer is at most ttl_seconds old
     assert metrics(at)["Predictions"] == "12"
 

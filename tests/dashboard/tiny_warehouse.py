@@ -279,8 +279,9 @@ def hostile_warehouse(folder: Path) -> Path:
     records = records_table(["a1"])
     records = records.set_column(0, "record_id", pa.array([HOSTILE_ID]))
     records = records.set_column(records.schema.get_field_index("source_file"), "source_file", pa.array([HOSTILE_FILE]))
-    store.commit("records", "r1", records, partition="2026-01-01")
+    store.commit("records", "r1", records, partition="2026-01-01", read_version=store.version("records"))
     store.commit("predictions", "p1", predictions_table("v1", DAY1, {HOSTILE_ID: 0.5}), partition="2026-01-01")
+    refresh_current(store)
     models = models_table().to_pylist()
     for row in models:
         row["reason"] = f"[promoted]({EVIL}) ![x]({EVIL}/x.png)"
