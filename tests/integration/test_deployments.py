@@ -32,6 +32,7 @@ SCHEDULED = {
     "scoring_cycle/scorehouse": "*/15 * * * *",
     "collect_feedback/scorehouse": "7 * * * *",
     "monitor/scorehouse": "40 5 * * *",
+    "maintain/scorehouse": "20 3 * * *",
 }
 ON_DEMAND = ["retrain/scorehouse", "train/scorehouse"]
 # What the runs link to: distinct from the defaults, to prove the links come from the stack's environment.
