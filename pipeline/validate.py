@@ -91,6 +91,8 @@ def open_regular(path: Path) -> BinaryIO:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise  # gone since it was listed (a concurrent run took it): nothing to refuse
     except OSError as error:
         if os.path.islink(path):
             raise UnreadableFile("a symbolic link: links are never followed; drop the file itself") from None

@@ -25,6 +25,7 @@ import pytest
 
 import flows.feedback
 import flows.score
+from flows.drop_folder import scan
 from flows.feedback import collect_feedback
 from flows.runtime import load_champion
 from flows.score import score
@@ -374,10 +375,10 @@ def test_a_feedback_run_whose_file_was_moved_by_another_run_goes_on(
 ) -> None:
     """The overlap above, made exact: this run listed both files before the other run collected and moved them."""
     project = clone(stages["labelled"], tmp_path / "project")
-    listed = flows.feedback.pending_files(project.settings.feedback_dir)
-    assert [p.name for p in listed] == list(LABEL_FILES)
+    listed = scan(project.settings.feedback_dir, 0)
+    assert [e.path.name for e in listed.ready] == list(LABEL_FILES)
     collect_feedback(project.config)  # the other run: collects both files and moves them aside
-    monkeypatch.setattr(flows.feedback, "pending_files", lambda folder: list(listed))
+    monkeypatch.setattr(flows.feedback, "scan", lambda folder, settle_seconds: listed)
 
     collect_feedback(project.config)
 
