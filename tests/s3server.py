@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
 HOST = "127.0.0.1"
 S3_PORT = 8333
 BUCKET = "scorehouse"
@@ -47,6 +49,22 @@ def _answers(port: int) -> bool:
         return probe.connect_ex((HOST, port)) == 0
 
 
+def _bucket_exists(server: S3Server) -> bool:
+    fs = pafs.S3FileSystem(
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        endpoint_override=server.endpoint.removeprefix("http://"),
+        scheme="http",
+        region="us-east-1",
+        connect_timeout=2,
+        request_timeout=2,
+    )
+    try:
+        return fs.get_file_info(server.bucket).type == pafs.FileType.Directory
+    except OSError:
+        return False
+
+
 @contextmanager
 def seaweedfs(folder: Path, timeout_s: float = 90) -> Iterator[S3Server]:
     """Start `weed mini` with its data in `folder`; stop it (and its children) when the block ends."""
@@ -73,12 +91,14 @@ def seaweedfs(folder: Path, timeout_s: float = 90) -> Iterator[S3Server]:
         start_new_session=True,
     )
     try:
+        server = S3Server(endpoint=f"http://{HOST}:{S3_PORT}", bucket=BUCKET)
         deadline = time.monotonic() + timeout_s
-        while not _answers(S3_PORT):
+        # The S3 port answers before the bucket is created: wait for the bucket itself.
+        while not (_answers(S3_PORT) and _bucket_exists(server)):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"SeaweedFS did not start; its log: {(folder / 'weed.log').read_text()[-2000:]}")
             time.sleep(0.2)
-        yield S3Server(endpoint=f"http://{HOST}:{S3_PORT}", bucket=BUCKET)
+        yield server
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
