@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from flows.runtime import utc_now
-from pipeline.artifacts import save_version
+from pipeline.artifacts import release_version, save_version
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.model import ScoringModel
@@ -139,3 +139,10 @@ def commit_events(
         marks.append((CHAMPION_CLAIM, 0))
     table = pa.Table.from_pylist(filled, schema=schema)
     return store.commit("models", batch, table, partition=day, marks=marks, read_version=read_version)
+
+
+def withdraw_version(store: Warehouse, settings: Settings, version: str, fingerprint: str) -> None:
+    """Undo what an unregistered version wrote after a concurrent run registered the same work: its model
+    files and its reference set (the claim file stays, so the number is never given out again)."""
+    release_version(settings.models_dir, version)
+    store.delta("reference").delete(f"batch_id = '{reference_batch(version, fingerprint)}'")

@@ -13,9 +13,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name
-from flows.registry import Event, commit_events, register_version
+from flows.registry import Event, commit_events, register_version, withdraw_version
 from flows.runtime import artifact_path, load_champion, open_store, publish, run_name, settings_from, utc_now
-from pipeline.artifacts import claim_version, release_version, verify_version
+from pipeline.artifacts import claim_version, verify_version
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.model import ScoringModel
@@ -209,7 +209,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
         with store.connect() as con:
             existing = version_with_fingerprint(con, print_)
         if existing:
-            release_version(settings.models_dir, version)
+            withdraw_version(store, settings, version, print_)
             reason = f"{existing} was trained from this champion and these labels by a concurrent run; {version} unused"
             logger.info(reason)
             _nothing_to_do(reason, trigger, champion_model.version)

@@ -11,9 +11,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name
-from flows.registry import Event, register_version
+from flows.registry import Event, register_version, withdraw_version
 from flows.runtime import open_store, publish, run_name, settings_from
-from pipeline.artifacts import claim_version, release_version, sha256_of
+from pipeline.artifacts import claim_version, sha256_of
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.training import (
@@ -134,7 +134,7 @@ def train(config: str | None = None) -> str:
         with store.connect(version={"models": decided_at}) as con:
             existing = version_with_fingerprint(con, print_)
         if existing:
-            release_version(settings.models_dir, version)
+            withdraw_version(store, settings, version, print_)
             logger.info("%s was trained from this data by a concurrent run; %s is left unused", existing, version)
             add_to_run_name(f"{existing} (trained concurrently)")
             return existing

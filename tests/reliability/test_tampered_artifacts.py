@@ -45,7 +45,8 @@ def champion(project: Project) -> str:
 
 
 def version_dir(project: Project, version: str) -> Path:
-    return Path(
+    """The version's folder: the registry holds it relative to the models root."""
+    return project.model_folder(
         project.scalar("SELECT artifact_dir FROM models WHERE event = 'trained' AND model_version = ?", [version])
     )
 
