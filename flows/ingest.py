@@ -46,7 +46,7 @@ EMPTY_FILE = "the file has a header but no rows: nothing was stored; check the e
 
 def stored_ids(store: Warehouse, ids: pa.ChunkedArray, version: int) -> set[str]:
     """Which of `ids` are stored in `records` at `version` (one column read)."""
-    with store.connect(version={"records": version}) as con:
+    with store.connect(version={"records": version}, tables=["records"]) as con:
         con.register("incoming_ids", pa.table({"record_id": pc.unique(pc.drop_null(ids))}))
         rows = con.execute("SELECT DISTINCT record_id FROM records SEMI JOIN incoming_ids USING (record_id)").fetchall()
     return {row[0] for row in rows}

@@ -94,15 +94,12 @@ def _not_yet_scored(
 ) -> Iterator[Unit]:
     """Records of snapshot `upto` without a prediction by `model_version`, in chunks; the last chunk
     (or an empty one, when there is nothing to score) records `upto` as the watermark."""
-    con = duckdb.connect(config=FLOW_DUCKDB_CONFIG)
-    try:
-        con.register("records_snapshot", store.dataset("records", upto))
-        con.register("predictions_now", store.dataset("predictions"))
+    with store.connect(version={"records": upto}, tables=["records", "predictions"]) as con:
         selected = ", ".join(f'"{c}"' for c in columns)
         reader = con.sql(
             f"""
-            SELECT {selected} FROM records_snapshot
-            ANTI JOIN (SELECT record_id FROM predictions_now WHERE model_version = $version) p USING (record_id)
+            SELECT {selected} FROM records
+            ANTI JOIN (SELECT record_id FROM predictions WHERE model_version = $version) p USING (record_id)
             """,
             params={"version": model_version},
         ).to_arrow_reader(chunk_rows)
@@ -113,8 +110,6 @@ def _not_yet_scored(
             previous = chunk
         last = previous if previous is not None else store.table("records").schema.empty_table().select(columns)
         yield Unit(rows=last, watermark=upto)
-    finally:
-        con.close()
 
 
 def rebatched(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
@@ -198,12 +193,8 @@ def _merge_current(store: Warehouse, latest: pa.Table, properties: CommitPropert
 
 
 def _rebuild_current(store: Warehouse, upto: int, properties: CommitProperties) -> int:
-    con = duckdb.connect(config=FLOW_DUCKDB_CONFIG)
-    try:
-        con.register("predictions_then", store.dataset("predictions", upto))
-        latest: pa.Table = con.sql(f"SELECT * FROM predictions_then {_LATEST}").to_arrow_table()
-    finally:
-        con.close()
+    with store.connect(version={"predictions": upto}, tables=["predictions"]) as con:
+        latest: pa.Table = con.sql(f"SELECT * FROM predictions {_LATEST}").to_arrow_table()
     latest = latest.cast(store.table("predictions_current").schema)
     write_deltalake(store.delta("predictions_current"), latest, mode="overwrite", commit_properties=properties)
     return latest.num_rows

@@ -266,10 +266,14 @@ class Warehouse:
 
     @contextmanager
     def connect(
-        self, as_of: datetime | None = None, version: dict[str, int] | None = None
+        self,
+        as_of: datetime | None = None,
+        version: dict[str, int] | None = None,
+        tables: Sequence[str] | None = None,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB session with every table (at `as_of`, or now, or at the `version` given for
-        it) and the views.
+        it) and the views; with `tables`, only those tables and no view (a hot path that reads one table
+        does not refresh and list every other one).
 
         Each table is registered as a lazy Arrow dataset of one snapshot, so a session sees whole commits
         only and reads only the files its queries need; nothing is bound or read until a query runs.
@@ -277,9 +281,9 @@ class Warehouse:
         pinned = version or {}
         con = duckdb.connect(config=FLOW_DUCKDB_CONFIG)
         try:
-            for name in self.tables:
+            for name in tables or self.tables:
                 con.register(name, self.dataset(name, pinned.get(name, as_of)))
-            for name, sql in self.views.items():
+            for name, sql in self.views.items() if tables is None else ():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
             yield con
         finally:
