@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import streamlit as st
+from deltalake.exceptions import TableNotFoundError
 
 from dashboard import data, ui
 from dashboard.settings import DashboardSettings
@@ -33,9 +34,10 @@ def pages() -> list[st.Page]:
     ]
 
 
-def sidebar(settings: DashboardSettings, catalog: Path) -> None:
+def sidebar(settings: DashboardSettings, source: str) -> None:
+    what = "Warehouse" if "://" in source else "Catalog"
     with st.sidebar:
-        st.caption(f"Catalog {ui.code(catalog)}, read-only. Answers are at most {settings.ttl_seconds:g} s old.")
+        st.caption(f"{what} {ui.code(source)}, read-only. Answers are at most {settings.ttl_seconds:g} s old.")
         if st.button("Refresh now", icon=":material/refresh:"):
             data.refresh()
 
@@ -47,18 +49,20 @@ def main() -> None:
     page = st.navigation(pages())
     settings = data.settings()
     try:
-        catalog = settings.catalog_path()
+        source = settings.source()
     except ConfigError as error:
         st.error(f"{error}\n\nOr set `SCOREHOUSE_CATALOG` to the catalog to read.")
         return
-    sidebar(settings, catalog)
-    if not catalog.is_file():
-        ui.no_catalog(catalog)
+    sidebar(settings, source)
+    if "://" not in source and not Path(source).is_file():
+        ui.no_catalog(Path(source))
         return
     try:
         page.run()
     except CatalogMissing as missing:  # removed while the page ran
         ui.no_catalog(missing.path)
+    except TableNotFoundError:  # a warehouse on object storage that was never initialised
+        ui.no_catalog(source)
     except duckdb.Error as error:
         ui.unreadable(error)
 

@@ -18,7 +18,9 @@ import duckdb
 import streamlit as st
 
 from dashboard.settings import DashboardSettings
+from pipeline.config import load_settings
 from warehouse import queries
+from warehouse.layout import open_warehouse
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -29,21 +31,32 @@ def settings() -> DashboardSettings:
 
 
 @st.cache_resource(show_spinner=False)
-def _reader(catalog: str) -> queries.CatalogReader:
-    """One reader per catalog file for the whole server: it reopens the file itself when it is replaced."""
-    return queries.CatalogReader(Path(catalog))
+def _reader(source: str) -> queries.Reader:
+    """One reader per source for the whole server: a catalog file's reader reopens the file itself when it is
+    replaced; a warehouse on object storage is read through snapshots of its tables, renewed as they move."""
+    if "://" not in source:
+        return queries.CatalogReader(Path(source))
+    config = load_settings()
+    dataset = config.dataset
+    store = open_warehouse(
+        source,
+        {f.name: f.kind for f in dataset.features},
+        event_time=dataset.event_time_column is not None,
+        catalog=config.catalog_path,
+    )
+    return queries.SnapshotReader(store)
 
 
-def reader() -> queries.CatalogReader:
-    """The reader of the configured catalog (for work done outside a page run, like a CSV download)."""
-    return _reader(str(settings().catalog_path()))
+def reader() -> queries.Reader:
+    """The reader of the configured source (for work done outside a page run, like a CSV download)."""
+    return _reader(settings().source())
 
 
 @st.cache_data(ttl=timedelta(minutes=10), max_entries=2000, show_spinner=False)
-def _answer(catalog: str, query: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...], period: int) -> Any:
+def _answer(source: str, query: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...], period: int) -> Any:
     """Run a `warehouse.queries` function. `period` is part of the cache key only: a new period asks again."""
     function = getattr(queries, query)
-    with _reader(catalog).cursor() as con:
+    with _reader(source).cursor() as con:
         return function(con, *args, **dict(kwargs))
 
 
@@ -53,7 +66,7 @@ def ask(query: Callable[Concatenate[duckdb.DuckDBPyConnection, P], T], *args: P.
         raise ValueError(f"{query.__name__} is not a function of warehouse.queries")
     current = settings()
     period = int(time.time() // current.ttl_seconds)
-    answer = _answer(str(current.catalog_path()), query.__name__, args, tuple(sorted(kwargs.items())), period)
+    answer = _answer(current.source(), query.__name__, args, tuple(sorted(kwargs.items())), period)
     return cast(T, answer)
 
 

@@ -33,6 +33,15 @@ class DashboardSettings(BaseSettings):
     page_rows: int = Field(default=50, ge=1, le=1000, description="rows per page of the predictions table")
     export_rows: int = Field(default=100_000, ge=1, description="most rows a CSV download holds")
 
+    def source(self) -> str:
+        """What the pages read: the catalog file, or, for a warehouse on object storage (whose catalog only
+        DuckDB's httpfs extension could read), the warehouse's location itself."""
+        if self.catalog is None:
+            config = load_settings()
+            if config.warehouse_is_remote:
+                return config.warehouse_location
+        return str(self.catalog_path())
+
     def catalog_path(self) -> Path:
         """The catalog file. Raises pipeline.config.ConfigError when it comes from a config that is wrong."""
         if self.catalog is not None:

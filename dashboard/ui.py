@@ -28,9 +28,9 @@ NO_REPORTS = (
 NO_MODELS = "No model versions yet. `uv run scorehouse train` trains and registers the first one (or `make demo`)."
 
 
-def no_catalog(path: Path) -> None:
+def no_catalog(path: Path | str) -> None:
     st.info(
-        f"There is no warehouse at `{path}` yet. `make demo` builds one from the bundled sample; for your own "
+        f"There is no warehouse at {code(path)} yet. `make demo` builds one from the bundled sample; for your own "
         "data run `uv run scorehouse init`, `uv run scorehouse train`, then `uv run scorehouse cycle`. "
         "Set `SCOREHOUSE_CATALOG` to read a catalog elsewhere."
     )

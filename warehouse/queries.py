@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pandas as pd
 import pyarrow.csv as pa_csv
 
 from warehouse.layout import records_schema
-from warehouse.store import SAFE_DUCKDB_CONFIG
+from warehouse.store import SAFE_DUCKDB_CONFIG, Warehouse
 
 CATALOG_ALIAS = "scorehouse"
 
@@ -118,6 +119,50 @@ class CatalogReader:
             yield cursor
         finally:
             cursor.close()
+
+
+class SnapshotReader:
+    """Read-only access for many threads to a warehouse that has no catalog file people can open: one on
+    object storage, which DuckDB reads only through its httpfs extension (never downloaded here).
+
+    Each thread keeps one in-process session with every table registered as an Arrow dataset of one
+    snapshot (pyarrow reads object storage itself), so a page sees whole commits only. At most every
+    `recheck_seconds` the tables' versions are read from their logs; a session is renewed when one moved.
+    """
+
+    def __init__(self, store: Warehouse, recheck_seconds: float = 5.0) -> None:
+        self.store = store
+        self.recheck_seconds = recheck_seconds
+        self._lock = threading.Lock()  # the store's cached log handles are not shared across threads
+        self._local = threading.local()
+
+    def _versions(self) -> tuple[int, ...]:
+        with self._lock:
+            return tuple(self.store.version(name) for name in self.store.tables)
+
+    def _session(self) -> duckdb.DuckDBPyConnection:
+        local = self._local
+        now = time.monotonic()
+        if getattr(local, "session", None) is not None and now - local.checked < self.recheck_seconds:
+            return cast(duckdb.DuckDBPyConnection, local.session)
+        versions = self._versions()
+        if getattr(local, "versions", None) != versions:
+            with self._lock:
+                pinned = dict(zip(self.store.tables, versions, strict=True))
+                session = self.store.session(version=pinned, config=READ_CONFIG)
+            if getattr(local, "session", None) is not None:
+                local.session.close()
+            local.session, local.versions = session, versions
+        local.checked = now
+        return cast(duckdb.DuckDBPyConnection, local.session)
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """This thread's session on the tables' current snapshot (kept open for the thread's next query)."""
+        yield self._session()
+
+
+Reader = CatalogReader | SnapshotReader
 
 
 def _row(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> dict[str, Any] | None:

@@ -278,16 +278,31 @@ class Warehouse:
         Each table is registered as a lazy Arrow dataset of one snapshot, so a session sees whole commits
         only and reads only the files its queries need; nothing is bound or read until a query runs.
         """
+        con = self.session(as_of, version, tables)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def session(
+        self,
+        as_of: datetime | None = None,
+        version: dict[str, int] | None = None,
+        tables: Sequence[str] | None = None,
+        config: dict[str, str | bool | int | float | list[str]] | None = None,
+    ) -> duckdb.DuckDBPyConnection:
+        """The session `connect` yields, left open: the caller closes it (a reader that keeps one)."""
         pinned = version or {}
-        con = duckdb.connect(config=FLOW_DUCKDB_CONFIG)
+        con = duckdb.connect(config=config or FLOW_DUCKDB_CONFIG)
         try:
             for name in tables or self.tables:
                 con.register(name, self.dataset(name, pinned.get(name, as_of)))
             for name, sql in self.views.items() if tables is None else ():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
-            yield con
-        finally:
+        except BaseException:
             con.close()
+            raise
+        return con
 
     # ------------------------------------------------------------------------------------- writing
 

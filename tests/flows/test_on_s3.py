@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from flows.feedback import collect_feedback
 from flows.ingest import ingest
@@ -135,3 +136,19 @@ def test_labels_maintenance_and_erasure_on_s3(project: Project, s3: S3Server) ->
     leaking = [name for name, data in objects(s3).items() if gone.encode() in data]
     assert leaking == [], f"objects still holding the erased id: {leaking}"
     assert project.scalar("SELECT count(*) FROM erasures") == 1
+
+
+def test_the_dashboard_reads_the_warehouse_on_s3_without_a_catalog(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB reads S3 only through httpfs, which is never downloaded here: the pages read the tables'
+    snapshots through Arrow instead, and show the same counts as the flows' own session."""
+    monkeypatch.delenv("SCOREHOUSE_CATALOG", raising=False)
+    monkeypatch.setenv("SCOREHOUSE_CONFIG", str(project.config_path))
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py"), default_timeout=60)
+    app.run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    shown = {m.label: m.value for m in app.metric}
+    assert shown["Records"] == f"{project.counts()['records']:,}"
+    assert shown["Predictions"] == f"{project.counts()['predictions']:,}"
+    assert any(f"s3://{PREFIX}" in c.value or PREFIX in c.value for c in app.sidebar.caption)
