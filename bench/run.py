@@ -93,6 +93,9 @@ def main() -> None:
     vectorizer, peer_model = fit_peer(reference, settings.dataset.feature_names, target, dict(settings.model.params))
     peer_s = peer_chain(small_file, work / "peer.parquet", vectorizer, peer_model, settings.dataset.feature_names)
 
+    say("two cycles at once on two halves of the same rows ...")
+    pair = two_writers(small_file, make_config(work / "pair"))
+
     large = make_config(work / "big")
     step("train", large)
     drop_file(big_file, large)
@@ -123,10 +126,57 @@ def main() -> None:
         "monitor_1m_rss_mb": monitor_small["rss_mb"],
         "dashboard_landing_s": dashboard["landing_s"],
         "dashboard_filtered_s": dashboard["filtered_s"],
+        "two_writers_s": pair["seconds"],
+        "two_writers_over_one": ingest_score_s / pair["seconds"],
+        "two_writers_duplicates": pair["duplicates"],
+        "two_writers_lost": pair["lost"],
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    save(results)
     print_table(results)
+
+
+def save(results: dict[str, Any]) -> None:
+    """Merge into results.json: the soak and calibration benches keep their own keys there."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "results.json"
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**kept, **results}, indent=2))
+
+
+def two_writers(source: Path, config: Path) -> dict[str, float]:
+    """Two whole cycles (ingest + score) started at once on one project with two files: the rows of `source`
+    split in halves with distinct ids. Each process takes what the other has not, and the log settles every
+    race; returns the slower process's seconds and what a reader finds duplicated, or neither stored nor
+    quarantined, afterwards."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(source)
+    half = rows.num_rows // 2
+    incoming = config.parent / "data" / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    step("train", config)  # before the race: both processes find the champion
+    pq.write_table(rows.slice(0, half), incoming / "first-half.parquet")
+    pq.write_table(rows.slice(half), incoming / "second-half.parquet")
+    command = [sys.executable, "-m", "bench.task", "ingest+score", str(config)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    seconds = []
+    for run in runs:
+        out, err = run.communicate()
+        if run.returncode != 0:
+            raise RuntimeError(f"a two-writer cycle failed:\n{err[-3000:]}")
+        seconds.append(sum(json.loads(out.strip().splitlines()[-1])["seconds"].values()))
+    from flows.runtime import open_store
+
+    with open_store(load_settings(config)).connect() as con:
+        stored = con.execute("SELECT count(*) - count(DISTINCT record_id) FROM predictions").fetchone()
+        missing = con.execute("SELECT count(*) FROM records r ANTI JOIN predictions p USING (record_id)").fetchone()
+        records = con.execute("SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM quarantine)").fetchone()
+    assert stored is not None and missing is not None and records is not None
+    return {
+        "seconds": max(seconds),
+        "duplicates": float(stored[0]),
+        "lost": float(missing[0] + rows.num_rows - records[0]),
+    }
 
 
 def print_table(r: dict[str, float]) -> None:
@@ -156,6 +206,14 @@ def print_table(r: dict[str, float]) -> None:
             f"{r['dashboard_filtered_s']:.2f} s (< 1 s)",
         ),
     ]
+    rows.append(
+        (
+            "two cycles at once",
+            f"{r['two_writers_s']:.1f} s",
+            f"x{r['two_writers_over_one']:.2f} of one cycle on the same rows; "
+            f"{r['two_writers_duplicates']:.0f} duplicated, {r['two_writers_lost']:.0f} lost",
+        )
+    )
     for name, value, note in rows:
         print(f"{name:<28}{value:>22}  {note}")
 
