@@ -21,6 +21,7 @@ import pandas as pd
 
 from bench.chains import bare_chain, fit_peer, peer_chain
 from bench.generate import generate
+from flows import _environment
 from pipeline.config import REPO_ROOT, load_settings
 from pipeline.training import binary_target
 
@@ -56,6 +57,7 @@ def drop_file(source: Path, config: Path) -> None:
 
 
 def main() -> None:
+    _environment.apply_defaults()  # offline and quiet, as the CLI runs flows
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--big-rows", type=int, default=10_000_000)

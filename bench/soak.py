@@ -32,6 +32,7 @@ import pandas as pd
 
 from bench.dashboard_bench import feedback_batch, predictions_batch, quarantine_batch, records_batch, time_queries
 from bench.run import OUT, make_config
+from flows import _environment
 from pipeline.config import Dataset, load_settings
 from warehouse import queries
 from warehouse.catalog import build_catalog
@@ -151,6 +152,7 @@ def measure(config: Path, say: Any) -> dict[str, Any]:
 
 
 def main() -> None:
+    _environment.apply_defaults()  # offline and quiet, as the CLI runs flows
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=100)
     parser.add_argument("--rows-per-slot", type=int, default=110, help="records per 15-minute batch")
