@@ -280,8 +280,8 @@ VIEWS: dict[str, str] = {
     # The production set monitoring and retraining use: each labelled record with its features, its
     # embedding, its true label and the prediction made when it was first scored (by the champion then).
     "labelled_predictions": """
-        WITH first_prediction AS (
-            SELECT * FROM predictions
+        WITH first_prediction AS (  -- of labelled records only: the window never sorts every prediction
+            SELECT * FROM predictions WHERE record_id IN (SELECT record_id FROM feedback_current)
             QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at, model_version) = 1
         )
         SELECT r.*, f.label AS target, f.labelled_at, p.embedding, p.score, p.label AS predicted_label,
