@@ -27,7 +27,7 @@ from pipeline.episodes import Episode, Step, advance
 from pipeline.triggers import RetrainDue, retrain_alerts, retrain_due
 from warehouse.queries import last_retrain_at, open_episodes
 from warehouse.registry import champion, new_labels_since_training
-from warehouse.store import Warehouse, batch_id
+from warehouse.store import CommitError, Conflict, Warehouse, batch_id
 
 if TYPE_CHECKING:
     from pipeline.monitoring import MonitorResult
@@ -161,9 +161,13 @@ def measure(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, 
     )
 
 
-@task(cache_policy=NO_CACHE)
-def step_episodes(store: Warehouse, settings: Settings, result: MonitorResult, report_id: str, now: datetime) -> Step:
-    """This window's alerts applied to the open episodes (once per episode, cool-down)."""
+def step_episodes(
+    store: Warehouse, settings: Settings, result: MonitorResult, report_id: str, now: datetime
+) -> tuple[Step, int]:
+    """This window's alerts applied to the open episodes (once per episode, cool-down), and the version of
+    `alert_episodes` they were read at (read before the session: a commit landing between only makes the
+    episodes' commit conflict and be decided again)."""
+    read_at = store.version("alert_episodes")
     with store.connect() as con:
         rows = open_episodes(con)
         last = last_retrain_at(con)
@@ -176,7 +180,7 @@ def step_episodes(store: Warehouse, settings: Settings, result: MonitorResult, r
         )
         for r in rows.to_dict("records")
     }
-    return advance(
+    step = advance(
         current,
         result.firing,
         now=now,
@@ -185,17 +189,50 @@ def step_episodes(store: Warehouse, settings: Settings, result: MonitorResult, r
         last_retrain_at=last,
         cooldown=timedelta(hours=settings.retrain.cooldown_hours),
     )
+    return step, read_at
 
 
-def commit_episodes(store: Warehouse, step: Step, common: dict[str, Any], report_id: str, now: datetime) -> None:
-    """The episode changes of this report, as one batch (none when nothing changed)."""
-    if not step.events:
-        return
-    rows = [
-        {"episode_id": e.episode_id, "alert": e.alert, "event": e.event, "detail": e.detail, **common}
-        for e in step.events
-    ]
-    store.commit("alert_episodes", report_id, pa.Table.from_pylist(rows), partition=now.date().isoformat())
+# Every batch of episode changes carries this claim, committed from the version its open episodes were read
+# at: two monitors of different windows deciding at once cannot both open the same alert's episode; the one
+# that loses the race decides again on what the winner wrote.
+EPISODES_CLAIM = "episodes"
+EPISODE_ATTEMPTS = 5
+
+
+def episode_rows(step: Step, common: dict[str, Any]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {"episode_id": e.episode_id, "alert": e.alert, "event": e.event, "detail": e.detail, **common}
+            for e in step.events
+        ]
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def decide_episodes(
+    store: Warehouse, settings: Settings, result: MonitorResult, report_id: str, now: datetime, common: dict[str, Any]
+) -> Step:
+    """Apply this window's alerts to the open episodes and commit the changes as one batch (none when nothing
+    changed), deciding again after a concurrent monitor's episodes landed first."""
+    for _ in range(EPISODE_ATTEMPTS):
+        step, read_at = step_episodes(store, settings, result, report_id, now)
+        if not step.events:
+            return step
+        try:
+            store.commit(
+                "alert_episodes",
+                report_id,
+                episode_rows(step, common),
+                partition=now.date().isoformat(),
+                marks=[(EPISODES_CLAIM, 0)],
+                read_version=read_at,
+            )
+            return step
+        except Conflict:
+            continue
+    raise CommitError(
+        f"alert episodes of report {report_id} lost {EPISODE_ATTEMPTS} races with other monitors; run again"
+    )
 
 
 def _monitoring_rows(metrics: list[Any], common: dict[str, Any]) -> pa.Table:
@@ -348,7 +385,13 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
     reference = load_reference_set(store, settings, version)
     result = measure(reference, window.rows.copy(), settings, threshold)
     now = utc_now()
-    step = step_episodes(store, settings, result, report_id, now)
+    common = {
+        "report_id": report_id,
+        "window_start": window.start,
+        "window_end": window.end,
+        "model_version": version,
+    }
+    step = decide_episodes(store, settings, result, report_id, now, {**common, "event_at": now})
     due = retrain_due(new_labels=new_labels, episodes_retraining=step.retrain_for, settings=settings)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report_path.write_text(result.html, encoding="utf-8")
@@ -367,13 +410,6 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
         ),
         MetricValue("retrain_due", float(due.due), status="info", sample_size=new_labels, detail=due.summary),
     ]
-    common = {
-        "report_id": report_id,
-        "window_start": window.start,
-        "window_end": window.end,
-        "model_version": version,
-    }
-    commit_episodes(store, step, {**common, "event_at": now}, report_id, now)
     store.commit(
         "monitoring",
         report_id,

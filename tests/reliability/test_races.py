@@ -16,6 +16,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,14 @@ import pandas as pd
 import pytest
 
 import flows.feedback
+import flows.monitor
 import flows.score
 from flows.drop_folder import scan
 from flows.feedback import collect_feedback
 from flows.runtime import load_champion
 from flows.score import score
 from pipeline import simulate
+from pipeline.monitoring import MonitorResult
 from tests.flows.conftest import Project, arrivals, sample
 from tests.reliability import _summary
 from tests.reliability._invariants import Snapshot, assert_consistent, snapshot
@@ -313,6 +316,34 @@ def test_a_score_unit_planned_before_another_run_scored_conflicts_instead_of_lan
         landed = False
     duplicates = project.scalar("SELECT count(*) - count(DISTINCT record_id) FROM predictions")
     assert (landed, duplicates) == (False, 0), f"the stale unit landed: {duplicates} records scored twice"
+
+
+def test_two_monitors_deciding_at_once_open_one_episode_per_alert(stages: dict[str, Path], tmp_path: Path) -> None:
+    """Two monitors of different windows both find drift while no episode is open. The one committing second
+    decided on a read the first made stale: that commit conflicts, and deciding again opens nothing."""
+    project = clone(stages["ingested"], tmp_path / "project")
+    store, settings = project.store(), project.settings
+    drifting = MonitorResult(metrics=[], firing={"drift": "drift share 0.60"}, sampled=False, current_rows=100)
+    now = datetime.now(UTC)
+
+    def common(report: str) -> dict[str, Any]:
+        return {"report_id": report, "window_start": now, "window_end": now, "model_version": "v1", "event_at": now}
+
+    stale, read_at = flows.monitor.step_episodes(store, settings, drifting, "report-a", now)
+    flows.monitor.decide_episodes.fn(store, settings, drifting, "report-b", now, common("report-b"))
+    with pytest.raises(Conflict):
+        store.commit(
+            "alert_episodes",
+            "report-a",
+            flows.monitor.episode_rows(stale, common("report-a")),
+            partition=now.date().isoformat(),
+            marks=[(flows.monitor.EPISODES_CLAIM, 0)],
+            read_version=read_at,
+        )
+    again = flows.monitor.decide_episodes.fn(store, settings, drifting, "report-a", now, common("report-a"))
+
+    assert "opened" in [e.event for e in stale.events] and again.events == []
+    assert project.scalar("SELECT count(*) FROM episodes WHERE state = 'open'") == 1
 
 
 def test_two_ingest_runs_of_different_files_sharing_ids_store_each_id_once_and_lose_no_row(
