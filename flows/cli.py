@@ -23,8 +23,6 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from flows import _environment
-from pipeline.artifacts import ArtifactError
-from pipeline.config import ConfigError
 
 app = typer.Typer(help="Scorehouse: batch scoring that publishes predictions as data.", no_args_is_help=True)
 ConfigOption = Annotated[
@@ -41,6 +39,8 @@ def _start() -> None:
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Failures a person can fix from the message alone; anything else is a bug and keeps its traceback."""
+    from pipeline.artifacts import ArtifactError
+    from pipeline.config import ConfigError
     from warehouse.store import CommitError
 
     return (ConfigError, ArtifactError, CommitError)
@@ -287,6 +287,7 @@ def catalog(
     from deltalake.exceptions import DeltaError
 
     from flows.runtime import open_store, settings_from
+    from pipeline.config import ConfigError
     from warehouse.catalog import build_catalog
 
     moment: datetime | None = None
@@ -310,14 +311,38 @@ def catalog(
 
 @app.command()
 def status(config: ConfigOption = None) -> None:
-    """Counts, the champion and the last batches, read from the warehouse (no Prefect needed)."""
-    from flows.runtime import open_store, settings_from
-    from warehouse.status import warehouse_status
+    """Counts, alerts, the champion and the last batches, read from the warehouse's catalog (no Prefect needed)."""
+    from contextlib import closing
+    from pathlib import Path
+
+    import duckdb
+
+    from pipeline.config import ConfigError, load_settings
+    from warehouse.status import open_catalog, warehouse_status
+
+    try:
+        settings = load_settings(Path(config) if config else None)
+    except ConfigError as error:
+        _fail(error)
+    try:
+        with closing(open_catalog(settings.catalog_path)) as con:
+            answer = warehouse_status(con)
+    except duckdb.Error:  # no catalog yet, or one written before the views changed: make it, then read it
+        answer = _status_after_init(settings)
+    typer.echo(json.dumps(answer, indent=2, default=str))
+
+
+def _status_after_init(settings: Any) -> dict[str, Any]:
+    """The slow path (opens every Delta table): create the tables and rewrite the catalog, then read it."""
+    from contextlib import closing
+
+    from flows.runtime import open_store
+    from warehouse.status import open_catalog, warehouse_status
 
     with _expected_failures_in_one_line():
-        store = open_store(settings_from(config))
-    with store.connect() as con:
-        typer.echo(json.dumps(warehouse_status(con), indent=2, default=str))
+        store = open_store(settings)
+    with closing(open_catalog(store.catalog)) as con:
+        return warehouse_status(con)
 
 
 @app.command()
