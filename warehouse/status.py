@@ -37,14 +37,13 @@ def alert_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         row = con.execute(sql).fetchone()
         return row[0] if row else None
 
-    still_open = [r[0] for r in con.execute("SELECT DISTINCT alert FROM episodes WHERE state = 'open' ORDER BY 1").fetchall()]
+    opened = con.execute("SELECT DISTINCT alert FROM episodes WHERE state = 'open' ORDER BY 1").fetchall()
     return {
         "reports_with_alerts": one("SELECT count(DISTINCT report_id) FROM monitoring_alerts"),
         "alert_episodes": one("SELECT count(*) FROM episodes"),
-        "open_alerts": still_open,
+        "open_alerts": [row[0] for row in opened],
         "drifted_columns_in_latest_report": one(
-            "SELECT count(*) FROM drifted_columns WHERE report_id = "
-            "(SELECT arg_max(report_id, run_at) FROM monitoring)"
+            "SELECT count(*) FROM drifted_columns WHERE report_id = (SELECT arg_max(report_id, run_at) FROM monitoring)"
         ),
     }
 
