@@ -358,6 +358,12 @@ def demo(
     The folders are emptied without a question only when the demo created the warehouse; otherwise it
     asks (or, without a terminal, refuses unless --yes is given).
     """
+    if sys.stderr.isatty():  # a person waiting at a terminal; a script or a test gets only the result
+        typer.secho(
+            "loading the pipeline (Prefect, scikit-learn, XGBoost): seconds on an idle machine, a minute on a busy one",
+            fg=typer.colors.CYAN,
+            err=True,
+        )
     from flows.demo import ResetRefused, run_demo
 
     def confirm(question: str) -> bool:
@@ -373,7 +379,19 @@ def demo(
     typer.echo(_where_to_look(summary))
 
 
+def _say_before_waiting() -> None:
+    """One line before the long silent start of a flow command, for a person at a terminal."""
+    if sys.stderr.isatty() and not os.environ.get("PREFECT_API_URL"):
+        typer.secho(
+            "starting Prefect's temporary API: about 20 s on an idle machine, longer on a busy one "
+            "(`make server` and PREFECT_API_URL skip it)",
+            fg=typer.colors.CYAN,
+            err=True,
+        )
+
+
 def _run(flow: Any, config: str | None) -> Any:
+    _say_before_waiting()
     from flows.runtime import without_heartbeats
 
     with _expected_failures_in_one_line(), without_heartbeats():
@@ -381,22 +399,30 @@ def _run(flow: Any, config: str | None) -> Any:
 
 
 def _where_to_look(summary: dict[str, Any]) -> str:
+    """The demo's closing summary; every command in it works as printed, from any directory."""
+    from pipeline.config import REPO_ROOT
+
     status, catalog = summary["status"], summary["catalog"]
     decisions = "\n".join(f"    {version} {event}: {reason}" for version, event, reason in summary["decisions"])
     reports = summary["reports"]
     latest = reports[-1] if reports else "-"
+    still_open = ", ".join(status["open_alerts"]) or "none"
+    config = f" --config {summary['config']}" if summary.get("config") else ""
+    duckdb = f"uvx --from duckdb-cli duckdb -readonly {catalog} -c"
     return f"""
 Scorehouse demo finished.
   first champion:  {summary["first_champion"]}; champion now: {(status["champion"] or {}).get("version")}
   records stored:  {status["records"]}   quarantined rows: {status["quarantined_rows"]}
   predictions:     {status["predictions"]}   labels: {status["labels"]}
-  reports:         {len(reports)} ({summary["reports_with_alerts"]} with alerts), latest: {latest}
+  reports:         {len(reports)} ({status["reports_with_alerts"]} with alerts), latest: {latest}
+  alert episodes:  {status["alert_episodes"]} (open now: {still_open})
   model decisions:
 {decisions or "    none"}
 
-Look at it:
-  duckdb -readonly {catalog} -c "select * from predictions_current limit 5"
-  duckdb -readonly {catalog} -c "select * from champion_history"
-  duckdb -readonly {catalog} -c "select metric, value, status from monitoring where column_name is null"
-  uv run scorehouse status
+Look at it, from any directory (the first uvx call fetches the DuckDB CLI from PyPI):
+  {duckdb} "select * from predictions_current limit 5"
+  {duckdb} "select * from champion_history"
+  {duckdb} "select alert, metric, value, window_end from monitoring_alerts"
+  uv run --project {REPO_ROOT} scorehouse status{config}
+  make -C {REPO_ROOT} dashboard
 """
