@@ -324,10 +324,17 @@ def status(config: ConfigOption = None) -> None:
         settings = load_settings(Path(config) if config else None)
     except ConfigError as error:
         _fail(error)
+    if not settings.catalog_path.is_file():  # status only reads: it never creates a warehouse
+        _fail(
+            FileNotFoundError(
+                f"there is no warehouse catalog at {settings.catalog_path} yet: `make demo` builds one from the "
+                "sample; for your own data run `scorehouse init` (an empty warehouse) or `scorehouse train`"
+            )
+        )
     try:
         with closing(open_catalog(settings.catalog_path)) as con:
             answer = warehouse_status(con)
-    except duckdb.Error:  # no catalog yet, or one written before the views changed: make it, then read it
+    except duckdb.Error:  # a catalog written before the views changed: rewrite it, then read it
         answer = _status_after_init(settings)
     typer.echo(json.dumps(answer, indent=2, default=str))
 

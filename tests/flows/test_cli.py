@@ -57,7 +57,14 @@ def test_status_reads_the_catalog_without_the_pipeline_libraries(project: Projec
     assert json.loads(ran.stdout.strip().splitlines()[-1]) == []
 
 
+def test_status_before_any_warehouse_says_what_to_run_and_creates_nothing(project: Project) -> None:
+    result = runner.invoke(app, ["status", "-c", project.config])
+    _assert_clear_failure(result, "no warehouse catalog", "make demo", "scorehouse init")
+    assert not project.settings.catalog_path.exists()
+
+
 def test_status_of_an_empty_warehouse(project: Project) -> None:
+    assert runner.invoke(app, ["init", "-c", project.config]).exit_code == 0
     result = runner.invoke(app, ["status", "-c", project.config])
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
