@@ -668,6 +668,27 @@ def drifted_columns(con: duckdb.DuckDBPyConnection, *, limit: int = 500) -> pd.D
     )
 
 
+def drift_columns_tested(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every column whose drift was measured, by name: what the per-column trend can show."""
+    rows = con.execute(
+        f"SELECT DISTINCT column_name FROM monitoring WHERE metric = '{COLUMN_DRIFT}' ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def column_drift_trend(con: duckdb.DuckDBPyConnection, column: str) -> pd.DataFrame:
+    """One column's drift in every report, oldest first: distance, its bar, p-value, its bar, drifted or not."""
+    return _frame(
+        con,
+        f"""
+        SELECT window_end, model_version, value AS distance, threshold AS material_at, p_value,
+               p_value_threshold AS significant_below, status = 'alert' AS drifted
+        FROM monitoring WHERE metric = '{COLUMN_DRIFT}' AND column_name = ? ORDER BY window_end, run_at
+        """,
+        [column],
+    )
+
+
 def prediction_drift(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Prediction drift per report, oldest first: the one quantity charted (the scores' distance from the
     hold-out scores), its materiality bar, the test's p-value and bar, which test, and the verdict."""

@@ -129,6 +129,31 @@ def prediction_drift() -> None:
         )
 
 
+def column_trend() -> None:
+    """One column's drift over time: its distance against the materiality bar, red where it drifted."""
+    tested = ask(queries.drift_columns_tested)
+    if not tested:
+        return
+    with st.expander("One column's drift over time"):
+        column = st.selectbox("Column", tested, key="monitoring.trend_column")
+        trend = ask(queries.column_drift_trend, str(column))
+        lines = pd.DataFrame(
+            {
+                "when": trend["window_end"],
+                "series": f"{column}: distance",
+                "value": trend["distance"],
+                "status": trend["drifted"].map({True: "alert", False: "ok"}),
+                "detail": "p = " + trend["p_value"].map(lambda p: "—" if pd.isna(p) else f"{p:.3g}"),
+            }
+        )
+        bars = pd.DataFrame({"when": trend["window_end"], "series": charts.THRESHOLD, "value": trend["material_at"]})
+        st.altair_chart(charts.over_time(lines, y_title="distance", reference=bars), width="stretch")
+        st.caption(
+            f"{ui.count(int(trend['drifted'].sum()))} of {ui.count(len(trend))} reports found {ui.text(column)} "
+            "drifted (significant and material)."
+        )
+
+
 def quality_chart(series: pd.DataFrame, versions: pd.DataFrame, metric: str) -> None:
     name = QUALITY_NAMES[metric]
     lines = as_lines(
@@ -296,6 +321,7 @@ def render() -> None:
     latest(reports)
     episodes()
     drift(series)
+    column_trend()
     quality(series, ask(queries.model_versions))
     cbpe_reliability()
     alerts()

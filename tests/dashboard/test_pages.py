@@ -216,7 +216,8 @@ def test_monitoring_shows_trends_alerts_and_reports(open_app: OpenApp, tiny: Tin
     assert "Latest report: **v2**" in shown
     assert "Alerts in the latest report: drift, prediction drift. 1 drifted column(s)" in shown
     assert "Open: drift, prediction drift" in shown  # the two episodes the report opened
-    assert len(at.get("vega_lite_chart")) == 7  # drift share, prediction drift, five quality charts
+    # drift share, prediction drift, one column's trend, five quality charts
+    assert len(at.get("vega_lite_chart")) == 8
     assert table_with(at, "opened_because")["alert"].tolist() == ["drift", "prediction_drift"]
     alerts = table_with(at, "metric")
     # One notion of alert: the drifted column and the CBPE flag are not alerts.
@@ -231,6 +232,14 @@ def test_monitoring_shows_trends_alerts_and_reports(open_app: OpenApp, tiny: Tin
     assert "its count of drifted columns can differ" in text(at)
     at.selectbox(key="monitoring.report").set_value("r1").run()
     assert "r1.html` is gone" in text(at)
+
+
+def test_one_columns_drift_over_time(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "monitoring")
+    at.selectbox(key="monitoring.trend_column").set_value("amount").run()
+    assert "1 of 1 reports found amount drifted (significant and material)." in text(at)
+    at.selectbox(key="monitoring.trend_column").set_value("colour").run()
+    assert "0 of 1 reports found colour drifted" in text(at)
 
 
 def test_prediction_drift_plots_one_quantity_and_names_each_test(open_app: OpenApp, tiny: Tiny) -> None:
