@@ -822,7 +822,7 @@ def model_versions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             WHERE event <> 'trained' GROUP BY model_version
         ),
         shared AS (
-            SELECT model_version, decision_metric AS metric, {_DECIDED_ON_SHARED_ROWS} FROM models
+            SELECT model_version, decision_metric AS metric, decision_rows, {_DECIDED_ON_SHARED_ROWS} FROM models
             WHERE event IN ('promoted', 'rejected') AND decision_metric IS NOT NULL
             QUALIFY row_number() OVER (PARTITION BY model_version ORDER BY event_at DESC) = 1
         )
@@ -832,6 +832,7 @@ def model_versions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                m.event_at AS trained_at, m.roc_auc, m.f1, m.precision, m.recall, m.balanced_accuracy,
                s.metric AS decided_on, s.challenger_on_shared_rows, s.champion AS against,
                s.champion_on_shared_rows AS against_on_shared_rows, s.gain, s.low, s.high,
+               s.decision_rows AS rows_compared,
                m.threshold, m.model_input, m.train_rows, m.holdout_rows, m.data_from, m.data_to, m.reason
         FROM models m
         LEFT JOIN decided d USING (model_version)

@@ -26,6 +26,7 @@ SHARED_ROWS_COLUMNS: dict[str, Any] = {
     "gain": st.column_config.NumberColumn("gain", format="%+.4f"),
     "low": st.column_config.NumberColumn("gain from", format="%+.4f"),
     "high": st.column_config.NumberColumn("gain to", format="%+.4f"),
+    "rows_compared": st.column_config.NumberColumn("rows compared", format="%d"),
 }
 
 
@@ -34,23 +35,18 @@ def decided_sentence(row: pd.Series) -> str:
     return (
         f"**{ui.text(row['model_version'])}** was {ui.text(row['status'])} on {ui.text(row['decided_on'])}: "
         f"{row['challenger_on_shared_rows']:.3f} against {ui.text(row['against'])}'s "
-        f"{row['against_on_shared_rows']:.3f} on the same fresh rows, a gain of {row['gain']:+.3f} "
-        f"(interval {row['low']:+.3f} to {row['high']:+.3f}){own_holdout(row)}."
+        f"{row['against_on_shared_rows']:.3f} on the same {ui.count(int(row['rows_compared']))} fresh rows, a gain "
+        f"of {row['gain']:+.3f} (interval {row['low']:+.3f} to {row['high']:+.3f})."
     )
-
-
-def own_holdout(row: pd.Series) -> str:
-    """The version's own hold-out value of the decision's metric, when the table has it."""
-    value = row.get(str(row["decided_on"]))
-    return "" if value is None or pd.isna(value) else f"; its own hold-out said {value:.3f}"
 
 
 def versions(table: pd.DataFrame) -> None:
     st.subheader("Versions")
     st.caption(
-        "Each version's own hold-out metrics come from different rows (each version held out its own), so they "
-        "do not compare versions. A challenger is decided against the champion on the same fresh rows: those "
-        "numbers, with the gain's interval, are in the columns after them."
+        "The metric columns are measured on different rows for each version (the first on its training hold-out, "
+        "each challenger on the fresh rows of its own decision), so they do not compare versions. What decided "
+        "is the challenger against the champion on the same rows: those numbers, with the gain's interval, are "
+        "in the columns after them and in the sentences below."
     )
     st.dataframe(
         table,
