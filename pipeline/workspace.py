@@ -89,7 +89,7 @@ PANELS: list[tuple[str, str, list[tuple[str, dict[str, str], str]]]] = [
     (
         "Evidently's drifted columns",
         "Evidently's own per-column tests (no materiality bar, no correction for many columns): may differ.",
-        [("DriftedColumnsCount", {}, "drifted columns")],
+        [("DriftedColumnsCount", {"value_type": "count"}, "drifted columns")],  # not also its share
     ),
 ]
 DASHBOARD_TAB = "Monitoring"
