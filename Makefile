@@ -151,7 +151,7 @@ up: env ## start server, deployments, worker, dashboard and reports UI in the ba
 dashboard: env ## the read-only dashboard on http://127.0.0.1:8501 (foreground; Ctrl-C stops it)
 	$(DASHBOARD_CMD)
 
-bench: env ## benchmark against the bare libraries and a peer pipeline at 1M rows (10M for memory); ~15 min
+bench: env ## benchmark against the bare libraries and a peer pipeline at 1M rows (10M for memory); ~7 min idle, longer loaded
 	$(RUN) python -m bench.run --rows 1000000 --big-rows 10000000
 
 bench-soak: env ## a cycle and the dashboard after 100 days of the 15-minute schedule vs an empty warehouse; ~25 min

@@ -14,11 +14,30 @@ SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
 THRESHOLD = "alert threshold"  # the reference series drawn red
 
 
+# Colours by class role, whatever the dataset calls its classes: the negative class light, the positive dark.
+NEGATIVE_COLOUR = "#9ecae9"
+POSITIVE_COLOUR = "#1f5f99"
+
+
+def class_colours(labels: Sequence[str], positive: str | None) -> alt.Scale:
+    """Each label's colour by its role: `positive` (the label of scores at or above the threshold) dark, the
+    other light."""
+    return alt.Scale(
+        domain=list(labels), range=[POSITIVE_COLOUR if label == positive else NEGATIVE_COLOUR for label in labels]
+    )
+
+
 def score_histogram(
-    bins: pd.DataFrame, *, labels: Sequence[str], marker: float | None = None
+    bins: pd.DataFrame,
+    *,
+    labels: Sequence[str],
+    positive: str | None,
+    marker: float | None = None,
+    thresholds: Sequence[float] = (),
 ) -> alt.Chart | alt.LayerChart:
-    """Predictions per score bin, stacked by predicted label; `labels` (every label the warehouse holds)
-    keeps each label's colour whatever the filter leaves; `marker` draws one score as a vertical line."""
+    """Predictions per score bin, stacked by predicted label, coloured by class role (`labels`: every label
+    the warehouse holds, negative first; `positive`: the positive one); `marker` draws one score as a black
+    line, `thresholds` the decision thresholds as dashed red lines."""
     bars = (
         alt.Chart(bins)
         .mark_bar()
@@ -26,7 +45,7 @@ def score_histogram(
             x=alt.X("bin_start:Q", bin=alt.Bin(binned=True), title="score", scale=alt.Scale(domain=[0, 1])),
             x2="bin_end:Q",
             y=alt.Y("rows:Q", stack=True, title="predictions"),
-            color=alt.Color("label:N", title="predicted label", scale=alt.Scale(domain=list(labels))),
+            color=alt.Color("label:N", title="predicted label", scale=class_colours(labels, positive)),
             tooltip=[
                 alt.Tooltip("bin_start:Q", title="from", format=".2f"),
                 alt.Tooltip("bin_end:Q", title="to", format=".2f"),
@@ -35,14 +54,20 @@ def score_histogram(
             ],
         )
     )
-    if marker is None:
-        return bars
-    line = (
-        alt.Chart(pd.DataFrame({"score": [marker]}))
-        .mark_rule(color="black", strokeWidth=2)
-        .encode(x="score:Q", tooltip=[alt.Tooltip("score:Q", title="this record", format=".4f")])
-    )
-    return bars + line
+    layers: list[alt.Chart] = [bars]
+    if thresholds:
+        layers.append(
+            alt.Chart(pd.DataFrame({"threshold": list(thresholds)}))
+            .mark_rule(color=ALERT_COLOUR, strokeDash=[6, 4], strokeWidth=2)
+            .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title="decision threshold", format=".2f")])
+        )
+    if marker is not None:
+        layers.append(
+            alt.Chart(pd.DataFrame({"score": [marker]}))
+            .mark_rule(color="black", strokeWidth=2)
+            .encode(x="score:Q", tooltip=[alt.Tooltip("score:Q", title="this record", format=".4f")])
+        )
+    return bars if len(layers) == 1 else alt.LayerChart(layer=layers)
 
 
 def _colours(values: pd.DataFrame, reference: pd.DataFrame) -> alt.Scale:
@@ -96,10 +121,18 @@ def over_time(
     return alt.LayerChart(layer=[dashed, lines, alerts])
 
 
+CHAMPION_NOW_COLOUR = "#2ca02c"
+
+
 def champion_timeline(periods: pd.DataFrame) -> alt.Chart:
     """One bar per champion period (columns model_version, champion_from, champion_until; an empty
-    `champion_until` is the champion now)."""
-    frame = periods.assign(champion_until=periods["champion_until"].fillna(pd.Timestamp(datetime.now(UTC))))
+    `champion_until` is the champion now). The champion now is green, earlier ones grey: a colour says
+    the role, never a version's rank in a palette (where a third version came out red)."""
+    now = periods["champion_until"].isna()
+    frame = periods.assign(
+        champion_until=periods["champion_until"].fillna(pd.Timestamp(datetime.now(UTC))),
+        role=now.map({True: "champion now", False: "earlier champion"}),
+    )
     return (
         alt.Chart(frame)
         .mark_bar()
@@ -107,7 +140,13 @@ def champion_timeline(periods: pd.DataFrame) -> alt.Chart:
             x=alt.X("champion_from:T", title="champion from … until"),
             x2="champion_until:T",
             y=alt.Y("model_version:N", title="version", sort=None),
-            color=alt.Color("model_version:N", legend=None),
+            color=alt.Color(
+                "role:N",
+                title=None,
+                scale=alt.Scale(
+                    domain=["champion now", "earlier champion"], range=[CHAMPION_NOW_COLOUR, BASELINE_COLOUR]
+                ),
+            ),
             tooltip=["model_version:N", "champion_from:T", "champion_until:T", "reason:N"],
         )
     )

@@ -60,6 +60,16 @@ def count(value: int) -> str:
     return f"{value:,}"
 
 
+def plain(value: object) -> str:
+    """A stored feature value as a person wrote it: a whole number without `.0` (numeric features are stored as
+    floats, so an income of 10000 comes back as 10000.0), empty when missing."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
 def decimal(value: float | None, digits: int = 3) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 

@@ -23,8 +23,6 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from flows import _environment
-from pipeline.artifacts import ArtifactError
-from pipeline.config import ConfigError
 
 app = typer.Typer(help="Scorehouse: batch scoring that publishes predictions as data.", no_args_is_help=True)
 ConfigOption = Annotated[
@@ -41,6 +39,8 @@ def _start() -> None:
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Failures a person can fix from the message alone; anything else is a bug and keeps its traceback."""
+    from pipeline.artifacts import ArtifactError
+    from pipeline.config import ConfigError
     from warehouse.store import CommitError
 
     return (ConfigError, ArtifactError, CommitError)
@@ -287,6 +287,7 @@ def catalog(
     from deltalake.exceptions import DeltaError
 
     from flows.runtime import open_store, settings_from
+    from pipeline.config import ConfigError
     from warehouse.catalog import build_catalog
 
     moment: datetime | None = None
@@ -310,14 +311,45 @@ def catalog(
 
 @app.command()
 def status(config: ConfigOption = None) -> None:
-    """Counts, the champion and the last batches, read from the warehouse (no Prefect needed)."""
-    from flows.runtime import open_store, settings_from
-    from warehouse.status import warehouse_status
+    """Counts, alerts, the champion and the last batches, read from the warehouse's catalog (no Prefect needed)."""
+    from contextlib import closing
+    from pathlib import Path
+
+    import duckdb
+
+    from pipeline.config import ConfigError, load_settings
+    from warehouse.status import open_catalog, warehouse_status
+
+    try:
+        settings = load_settings(Path(config) if config else None)
+    except ConfigError as error:
+        _fail(error)
+    if not settings.catalog_path.is_file():  # status only reads: it never creates a warehouse
+        _fail(
+            FileNotFoundError(
+                f"there is no warehouse catalog at {settings.catalog_path} yet: `make demo` builds one from the "
+                "sample; for your own data run `scorehouse init` (an empty warehouse) or `scorehouse train`"
+            )
+        )
+    try:
+        with closing(open_catalog(settings.catalog_path)) as con:
+            answer = warehouse_status(con)
+    except duckdb.Error:  # a catalog written before the views changed: rewrite it, then read it
+        answer = _status_after_init(settings)
+    typer.echo(json.dumps(answer, indent=2, default=str))
+
+
+def _status_after_init(settings: Any) -> dict[str, Any]:
+    """The slow path (opens every Delta table): create the tables and rewrite the catalog, then read it."""
+    from contextlib import closing
+
+    from flows.runtime import open_store
+    from warehouse.status import open_catalog, warehouse_status
 
     with _expected_failures_in_one_line():
-        store = open_store(settings_from(config))
-    with store.connect() as con:
-        typer.echo(json.dumps(warehouse_status(con), indent=2, default=str))
+        store = open_store(settings)
+    with closing(open_catalog(store.catalog)) as con:
+        return warehouse_status(con)
 
 
 @app.command()
@@ -333,6 +365,12 @@ def demo(
     The folders are emptied without a question only when the demo created the warehouse; otherwise it
     asks (or, without a terminal, refuses unless --yes is given).
     """
+    if sys.stderr.isatty():  # a person waiting at a terminal; a script or a test gets only the result
+        typer.secho(
+            "loading the pipeline (Prefect, scikit-learn, XGBoost): seconds on an idle machine, a minute on a busy one",
+            fg=typer.colors.CYAN,
+            err=True,
+        )
     from flows.demo import ResetRefused, run_demo
 
     def confirm(question: str) -> bool:
@@ -348,7 +386,19 @@ def demo(
     typer.echo(_where_to_look(summary))
 
 
+def _say_before_waiting() -> None:
+    """One line before the long silent start of a flow command, for a person at a terminal."""
+    if sys.stderr.isatty() and not os.environ.get("PREFECT_API_URL"):
+        typer.secho(
+            "starting Prefect's temporary API: about 20 s on an idle machine, longer on a busy one "
+            "(`make server` and PREFECT_API_URL skip it)",
+            fg=typer.colors.CYAN,
+            err=True,
+        )
+
+
 def _run(flow: Any, config: str | None) -> Any:
+    _say_before_waiting()
     from flows.runtime import without_heartbeats
 
     with _expected_failures_in_one_line(), without_heartbeats():
@@ -356,22 +406,30 @@ def _run(flow: Any, config: str | None) -> Any:
 
 
 def _where_to_look(summary: dict[str, Any]) -> str:
+    """The demo's closing summary; every command in it works as printed, from any directory."""
+    from pipeline.config import REPO_ROOT
+
     status, catalog = summary["status"], summary["catalog"]
     decisions = "\n".join(f"    {version} {event}: {reason}" for version, event, reason in summary["decisions"])
     reports = summary["reports"]
     latest = reports[-1] if reports else "-"
+    still_open = ", ".join(status["open_alerts"]) or "none"
+    config = f" --config {summary['config']}" if summary.get("config") else ""
+    duckdb = f"uvx --from duckdb-cli duckdb -readonly {catalog} -c"
     return f"""
 Scorehouse demo finished.
   first champion:  {summary["first_champion"]}; champion now: {(status["champion"] or {}).get("version")}
   records stored:  {status["records"]}   quarantined rows: {status["quarantined_rows"]}
   predictions:     {status["predictions"]}   labels: {status["labels"]}
-  reports:         {len(reports)} ({summary["reports_with_alerts"]} with alerts), latest: {latest}
+  reports:         {len(reports)} ({status["reports_with_alerts"]} with alerts), latest: {latest}
+  alert episodes:  {status["alert_episodes"]} (open now: {still_open})
   model decisions:
 {decisions or "    none"}
 
-Look at it:
-  duckdb -readonly {catalog} -c "select * from predictions_current limit 5"
-  duckdb -readonly {catalog} -c "select * from champion_history"
-  duckdb -readonly {catalog} -c "select metric, value, status from monitoring where column_name is null"
-  uv run scorehouse status
+Look at it, from any directory (the first uvx call fetches the DuckDB CLI from PyPI):
+  {duckdb} "select * from predictions_current limit 5"
+  {duckdb} "select * from champion_history"
+  {duckdb} "select alert, metric, value, window_end from monitoring_alerts"
+  uv run --project {REPO_ROOT} scorehouse status{config}
+  make -C {REPO_ROOT} dashboard
 """

@@ -30,6 +30,7 @@ from warehouse.registry import champion, new_labels_since_training
 from warehouse.store import CommitError, Conflict, Warehouse, batch_id
 
 if TYPE_CHECKING:
+    from pipeline.evidently_report import Stamp
     from pipeline.monitoring import MonitorResult
 
 
@@ -143,7 +144,20 @@ def load_reference_set(store: Warehouse, settings: Settings, version: str) -> pd
 
 
 @task(cache_policy=NO_CACHE)
-def measure(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, threshold: float) -> MonitorResult:
+def snapshot_stamp(settings: Settings, window: Window, version: str) -> Stamp:
+    """The Evidently UI files a report's snapshots at the window's end, tagged with the version and dataset."""
+    from pipeline.evidently_report import Stamp
+
+    return Stamp(
+        when=window.end,
+        tags=(version, settings.dataset_name),
+        metadata={"model_version": version, "dataset": settings.dataset_name},
+    )
+
+
+def measure(
+    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, threshold: float, stamp: Stamp | None = None
+) -> MonitorResult:
     from pipeline.monitoring import MonitorRules, monitor_window  # imports the monitoring stack: seconds, so only here
 
     reference, embedding = _expand_embedding(reference)
@@ -158,6 +172,7 @@ def measure(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, 
         rules=MonitorRules.from_settings(settings.monitoring),
         max_rows=settings.monitoring.max_rows,
         seed=settings.monitoring.seed,
+        stamp=stamp,
     )
 
 
@@ -383,7 +398,9 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
         return MonitorOutcome(report_id, str(report_path), [], nothing, False)
 
     reference = load_reference_set(store, settings, version)
-    result = measure(reference, window.rows.copy(), settings, threshold)
+    result = measure(
+        reference, window.rows.copy(), settings, threshold, stamp=snapshot_stamp(settings, window, version)
+    )
     now = utc_now()
     common = {
         "report_id": report_id,
@@ -462,6 +479,11 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
     return outcome
 
 
+def monitoring_project(settings: Settings) -> str:
+    """The Evidently project a config's reports go to: one per dataset, so two configs never mix."""
+    return f"Scorehouse monitoring: {settings.dataset_name}"
+
+
 def publish_snapshots(settings: Settings, snapshots: dict[str, Any], name: str) -> dict[str, str]:
     """Add the report's Evidently snapshots to the workspace the Evidently UI shows (`make reports-ui`);
     returns their pages there. The HTML file is the report of record: a workspace that cannot be written
@@ -470,7 +492,8 @@ def publish_snapshots(settings: Settings, snapshots: dict[str, Any], name: str) 
 
     workspace = settings.reports_dir / "evidently"
     try:
-        published = publish(workspace, "Scorehouse monitoring", {f"{name} {kind}": s for kind, s in snapshots.items()})
+        project = monitoring_project(settings)
+        published = publish(workspace, project, {f"{name} {kind}": s for kind, s in snapshots.items()})
     except Exception as error:  # the UI's copy only: the report of record is the HTML file already written
         get_run_logger().warning("could not add the report to the Evidently workspace %s: %r", workspace, error)
         return {}

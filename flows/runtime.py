@@ -110,5 +110,18 @@ def without_heartbeats() -> Iterator[None]:
 
 
 def run_name(verb: str) -> Callable[[], str]:
-    """A flow run name that says what ran and when (`ingest 2026-11-21 14:05`), for the Prefect UI."""
-    return lambda: f"{verb} {utc_now():%Y-%m-%d %H:%M}"
+    """A flow run name that says what ran, on which dataset and when (`ingest lending_club 2026-11-21 14:05`),
+    for the Prefect UI: runs of two configs on one server can be told apart."""
+    return lambda: f"{verb} {dataset_of_this_run()}{utc_now():%Y-%m-%d %H:%M}"
+
+
+def dataset_of_this_run() -> str:
+    """The dataset name of the running flow's `config` parameter and a space, or nothing when it cannot be read
+    (the name is a label: a config that does not load fails the run itself, with its own message)."""
+    from prefect.runtime import flow_run
+
+    try:
+        config = flow_run.parameters.get("config")
+        return f"{settings_from(config).dataset_name} "
+    except Exception:
+        return ""

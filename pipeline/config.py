@@ -68,6 +68,9 @@ class Feature(_Strict):
 class Dataset(_Strict):
     """Which column is which in the incoming data."""
 
+    name: str | None = Field(
+        None, min_length=1, description="what people call the data; names runs and the Evidently project"
+    )
     id_column: str = Field(min_length=1, description="unique id of a record")
     event_time_column: str | None = Field(None, description="optional time the record describes")
     target_column: str = Field(min_length=1, description="true outcome, in reference and feedback data")
@@ -361,6 +364,11 @@ class Settings(BaseSettings):
     @property
     def reference_path(self) -> Path:
         return self.resolve(self.training.reference_path)
+
+    @property
+    def dataset_name(self) -> str:
+        """`dataset.name`, or the reference file's name without its suffix: what runs and projects are named after."""
+        return self.dataset.name or self.reference_path.stem
 
 
 # Folders of the operating system (and their children, for the ones listed in SYSTEM_TREES): an ingest moves

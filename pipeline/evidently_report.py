@@ -14,13 +14,40 @@ from __future__ import annotations
 import html
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
 SCORE = "score"
 TARGET = "target"
+
+# Scorehouse's own numbers of a window, charted by the Evidently UI's dashboard (see `numbers_report`).
+NUMBERS = (
+    "drift_share_features",
+    "drift_share_embedding",
+    "prediction_drift",
+    "roc_auc",
+    "estimated_roc_auc",
+    "estimated_roc_auc_labelled",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stamp:
+    """What a report's snapshots are filed under in the Evidently UI: the window's end (the time axis of its
+    dashboard), tags (the model version, the dataset) and metadata."""
+
+    when: datetime
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def run_arguments(self) -> dict[str, Any]:
+        # Evidently compares naive times; the window's end is UTC.
+        naive = self.when.astimezone(UTC).replace(tzinfo=None) if self.when.tzinfo else self.when
+        return {"timestamp": naive, "tags": list(self.tags), "metadata": dict(self.metadata)}
 
 
 def _evidently() -> Any:
@@ -38,6 +65,7 @@ def drift_report(
     numeric: Sequence[str],
     categorical: Sequence[str],
     embedding: Sequence[str],
+    stamp: Stamp | None = None,
 ) -> Any:
     """Evidently's drift report (a DataDriftPreset over features and embedding, ValueDrift on the score)."""
     evidently = _evidently()
@@ -53,10 +81,13 @@ def drift_report(
     return report.run(
         evidently.Dataset.from_pandas(current[columns], data_definition=definition),
         evidently.Dataset.from_pandas(reference[columns], data_definition=definition),
+        **(stamp.run_arguments() if stamp else {}),
     )
 
 
-def quality_report(reference: pd.DataFrame | None, labelled: pd.DataFrame, threshold: float) -> Any:
+def quality_report(
+    reference: pd.DataFrame | None, labelled: pd.DataFrame, threshold: float, stamp: Stamp | None = None
+) -> Any:
     """Evidently's ClassificationPreset on labelled rows (the target 0/1, both classes present)."""
     evidently = _evidently()
     from evidently.presets import ClassificationPreset
@@ -69,7 +100,32 @@ def quality_report(reference: pd.DataFrame | None, labelled: pd.DataFrame, thres
     columns = [SCORE, TARGET]
     ref = None if reference is None else evidently.Dataset.from_pandas(reference[columns], data_definition=definition)
     report = evidently.Report([ClassificationPreset(probas_threshold=threshold)], include_tests=False)
-    return report.run(evidently.Dataset.from_pandas(labelled[columns], data_definition=definition), ref)
+    return report.run(
+        evidently.Dataset.from_pandas(labelled[columns], data_definition=definition),
+        ref,
+        **(stamp.run_arguments() if stamp else {}),
+    )
+
+
+def numbers_report(values: Mapping[str, float], stamp: Stamp | None = None) -> Any:
+    """Scorehouse's own numbers of one window (drift shares, prediction drift, realised and estimated ROC AUC)
+    as an Evidently snapshot: one `MeanValue` per number over a one-row frame. The Evidently UI's dashboard
+    charts these, so it shows the very values the alerts rest on, not Evidently's own drift tests.
+    Undefined numbers (no labels yet) are left out."""
+    evidently = _evidently()
+    from evidently.metrics import MeanValue
+
+    known = {name: float(values[name]) for name in NUMBERS if name in values and math.isfinite(values[name])}
+    if not known:
+        return None
+    frame = pd.DataFrame([known])
+    definition = evidently.DataDefinition(numerical_columns=list(known))
+    report = evidently.Report([MeanValue(column=name) for name in known])
+    return report.run(
+        evidently.Dataset.from_pandas(frame, data_definition=definition),
+        None,
+        **(stamp.run_arguments() if stamp else {}),
+    )
 
 
 def evidently_values(snapshot: dict[str, Any]) -> dict[tuple[str, str | None], Any]:

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from xgboost import XGBClassifier
 
-from pipeline.config import Dataset, Model
+from pipeline.config import ConfigError, Dataset, Model
 
 ModelInput = Literal["embedding", "features", "both"]
 
@@ -59,8 +59,10 @@ def fit_embedding(frame: pd.DataFrame, dataset: Dataset, size: int, seed: int) -
     preprocess = build_preprocess(dataset)
     features = np.asarray(preprocess.fit_transform(frame[dataset.feature_names]), dtype=np.float32)
     if size > features.shape[1]:
-        raise ValueError(
-            f"model.embedding_size is {size} but the preprocessed features have only {features.shape[1]} columns"
+        raise ConfigError(
+            f"model.embedding_size is {size} but the preprocessed features have only {features.shape[1]} columns "
+            f"(numeric features plus the one-hot columns of the categorical ones): set model.embedding_size to at "
+            f"most {features.shape[1]}"
         )
     pca = PCA(n_components=size, random_state=seed).fit(features)
     return Embedding(preprocess=preprocess, pca=pca)

@@ -43,6 +43,7 @@ from pipeline.cbpe import (
 )
 from pipeline.config import Monitoring
 from pipeline.drift import ColumnDrift, DriftRule, drift_columns, drifted_share
+from pipeline.evidently_report import Stamp
 from pipeline.quality_alert import ALERT as QUALITY_ALERT
 from pipeline.quality_alert import TOO_FEW, QualityRule, QualityTest, test_quality
 from pipeline.stats import DEFAULT_RESAMPLES, estimate
@@ -165,6 +166,7 @@ def monitor_window(
     max_rows: int = 50_000,
     seed: int = 0,
     report: bool = True,
+    stamp: Stamp | None = None,
 ) -> MonitorResult:
     """Drift, realised and estimated quality of `current` against `reference`, and the alerts they raise.
 
@@ -210,7 +212,7 @@ def monitor_window(
     if not report:
         return MonitorResult(metrics, firing, sampled=sampled, current_rows=len(current), quality=quality)
     parts = (metrics, firing, quality, numeric, categorical, embedding, threshold, note, len(current))
-    return _with_report(ref, window, *parts)
+    return _with_report(ref, window, *parts, stamp=stamp)
 
 
 # --- drift ------------------------------------------------------------------------------------------
@@ -397,8 +399,11 @@ def _with_report(
     threshold: float,
     note: str,
     rows: int,
+    *,
+    stamp: Stamp | None = None,
 ) -> MonitorResult:
-    """Draw Evidently's reports on the rows drift was measured on, and the page that holds them."""
+    """Draw Evidently's reports on the rows drift was measured on, and the page that holds them; the snapshots
+    for the Evidently UI are filed under `stamp` (with Scorehouse's own numbers as a third one)."""
     from pipeline import evidently_report as ev
 
     drift_sampled = bool(note)
@@ -406,11 +411,17 @@ def _with_report(
     if len(shown) < len(window) or len(shown_ref) < len(reference):
         note += f" Evidently's pages below show {len(shown):,} window and {len(shown_ref):,} reference rows of those."
     reference, window = shown_ref, shown
-    drift = ev.drift_report(reference, window, numeric=numeric, categorical=categorical, embedding=embedding)
+    drift = ev.drift_report(
+        reference, window, numeric=numeric, categorical=categorical, embedding=embedding, stamp=stamp
+    )
     labelled, holdout = _labelled(window), _labelled(reference)
     quality_snapshot, reason = None, "no labelled rows of both classes in the window"
     if labelled[TARGET].nunique() == 2:
-        quality_snapshot = ev.quality_report(holdout if holdout[TARGET].nunique() == 2 else None, labelled, threshold)
+        quality_snapshot = ev.quality_report(
+            holdout if holdout[TARGET].nunique() == 2 else None, labelled, threshold, stamp
+        )
     page = ev.render_html(metrics, note.strip(), drift, quality_snapshot, reason, rows)
     snapshots = {"drift": drift} | ({"quality": quality_snapshot} if quality_snapshot is not None else {})
+    numbers = ev.numbers_report({m.metric: m.value for m in metrics if m.column is None or m.column == SCORE}, stamp)
+    snapshots |= {"numbers": numbers} if numbers is not None else {}
     return MonitorResult(metrics, firing, drift_sampled, rows, page, snapshots, quality)

@@ -6,8 +6,10 @@ the folder, so a snapshot written by a flow appears in a running UI without a re
 processes may add snapshots (each is its own file).
 
 The project's id is derived from its name, so two runs that create the project at the same moment write
-the same project rather than two of the same name. Pure: no Prefect, no warehouse; Evidently is imported
-only when something is published (it takes seconds), with its usage reporting off.
+the same project rather than two of the same name. Evidently 0.7 defines a project's dashboard as code
+(`evidently.sdk.panels`): `add_dashboard` gives a new project its panels, so the UI never opens empty.
+Pure: no Prefect, no warehouse; Evidently is imported only when something is published (it takes
+seconds), with its usage reporting off.
 """
 
 from __future__ import annotations
@@ -50,8 +52,58 @@ def publish(
     pid = project_id(project)
     if ws.get_project(pid) is None:
         ws.add_project(ProjectModel(id=uuid.UUID(pid), name=project, description=description))
+    add_dashboard(ws, pid)
     published = []
     for name, snapshot in snapshots.items():
         ref = ws.add_run(pid, snapshot, include_data=False, name=name)
         published.append(Published(name=name, project_id=pid, snapshot_id=str(ref.id)))
     return published
+
+
+# The dashboard's panels: (title, description, [(metric, labels, legend)]). The numbers come from the
+# "numbers" snapshot of each report (`pipeline.evidently_report.numbers_report`): Scorehouse's own values,
+# the ones the alerts rest on; the last panel is Evidently's own count from its drift preset.
+PANELS: list[tuple[str, str, list[tuple[str, dict[str, str], str]]]] = [
+    (
+        "Drift share",
+        "Share of the feature and embedding columns that drifted (significant and material); alert above its bar.",
+        [
+            ("MeanValue", {"column": "drift_share_features"}, "features"),
+            ("MeanValue", {"column": "drift_share_embedding"}, "embedding columns"),
+        ],
+    ),
+    (
+        "Prediction drift",
+        "Normed Wasserstein distance of the scores from the hold-out scores (in hold-out standard deviations).",
+        [("MeanValue", {"column": "prediction_drift"}, "scores")],
+    ),
+    (
+        "Quality: realised and estimated ROC AUC",
+        "Realised on the labelled rows of each window; estimated (CBPE) from the scores of the unlabelled rows.",
+        [
+            ("MeanValue", {"column": "roc_auc"}, "realised"),
+            ("MeanValue", {"column": "estimated_roc_auc"}, "estimated, unlabelled rows"),
+            ("MeanValue", {"column": "estimated_roc_auc_labelled"}, "estimated, labelled rows"),
+        ],
+    ),
+    (
+        "Evidently's drifted columns",
+        "Evidently's own per-column tests (no materiality bar, no correction for many columns): may differ.",
+        [("DriftedColumnsCount", {"value_type": "count"}, "drifted columns")],  # not also its share
+    ),
+]
+DASHBOARD_TAB = "Monitoring"
+
+
+def add_dashboard(ws: Any, pid: str) -> None:
+    """Give the project its panels, once: a project that has panels already is left as it is."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    project = ws.get_project(pid)
+    if project is None or project.dashboard.model().panels:
+        return
+    for title, description, series in PANELS:
+        values = [PanelMetric(metric=metric, metric_labels=labels, legend=legend) for metric, labels, legend in series]
+        panel = line_plot_panel(title=title, values=values, description=description, size="half")
+        project.dashboard.add_panel(panel, tab=DASHBOARD_TAB)

@@ -251,6 +251,14 @@ def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) 
     ]
 
 
+# Which alert a monitoring metric raises (drift | prediction_drift | quality), or NULL for a metric that
+# raises none. The quality alert is the test on the configured quality metric: the one row with a p-value.
+ALERT_OF_METRIC = """CASE
+    WHEN metric IN ('drift_share_features', 'drift_share_embedding') THEN 'drift'
+    WHEN metric = 'prediction_drift' THEN 'prediction_drift'
+    WHEN metric IN ('roc_auc', 'f1', 'precision', 'recall', 'balanced_accuracy') THEN 'quality'
+END"""
+
 # Views for people (and the flows), over the table views. Each answers one common question.
 VIEWS: dict[str, str] = {
     # Each period a version was champion; `champion_until` is null for the one in production now.
@@ -290,8 +298,18 @@ VIEWS: dict[str, str] = {
         JOIN records r USING (record_id)
         JOIN first_prediction p USING (record_id)
     """,
-    "monitoring_alerts": """
-        SELECT * FROM monitoring WHERE status = 'alert' ORDER BY run_at DESC
+    # The one notion of alert, the same one that opens episodes and triggers retraining: a report's drift (of
+    # the features or the embedding), prediction drift or quality test in alert; `alert` names which. A
+    # column that drifted is not an alert by itself (see `drifted_columns`), nor is the CBPE unreliability flag.
+    "monitoring_alerts": f"""
+        SELECT *, {ALERT_OF_METRIC} AS alert FROM monitoring
+        WHERE status = 'alert' AND {ALERT_OF_METRIC} IS NOT NULL ORDER BY run_at DESC
+    """,
+    # Each column that drifted (significant and material) in a report: what makes up the drift share.
+    "drifted_columns": """
+        SELECT report_id, run_at, window_end, model_version, column_name, value AS distance, threshold,
+               p_value, p_value_threshold, detail
+        FROM monitoring WHERE status = 'alert' AND metric = 'column_drift' ORDER BY run_at DESC, column_name
     """,
     # Each alert episode with when it opened, whether it retrained, and when (if) it was resolved.
     "episodes": """

@@ -20,14 +20,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 import pandas as pd
 import pyarrow.csv as pa_csv
 
-from warehouse.layout import records_schema
-from warehouse.store import SAFE_DUCKDB_CONFIG, Warehouse
+from warehouse.layout import ALERT_OF_METRIC, records_schema
+from warehouse.store import SAFE_DUCKDB_CONFIG
+
+if TYPE_CHECKING:
+    from warehouse.store import Warehouse
 
 CATALOG_ALIAS = "scorehouse"
 
@@ -226,6 +229,7 @@ class Alert:
 
     run_at: datetime
     model_version: str
+    alert: str  # drift | prediction_drift | quality
     metric: str
     column_name: str | None
     value: float
@@ -301,12 +305,12 @@ def last_scoring(con: duckdb.DuckDBPyConnection) -> Batch | None:
 
 
 def last_alert(con: duckdb.DuckDBPyConnection) -> Alert | None:
-    """The latest alert of a whole report (drift share, prediction drift, quality), not of one column."""
+    """The latest alert (drift, prediction drift, quality; a drifted column is not one by itself)."""
     row = _row(
         con,
-        f"""
-        SELECT run_at, model_version, metric, column_name, value, threshold, detail, report_path
-        FROM monitoring_alerts WHERE metric <> '{COLUMN_DRIFT}' ORDER BY run_at DESC, metric LIMIT 1
+        """
+        SELECT run_at, model_version, alert, metric, column_name, value, threshold, detail, report_path
+        FROM monitoring_alerts ORDER BY run_at DESC, alert, metric LIMIT 1
         """,
     )
     return None if row is None else Alert(**row)
@@ -337,6 +341,12 @@ class PredictionFilter:
     score_max: float = 1.0
     labelled: bool | None = None  # True: a true label arrived; False: none yet
     record_id: str = ""  # the id or its beginning (a prefix search skips files by their statistics)
+    history: bool = False  # every prediction ever made, not only each record's current one
+
+    @property
+    def table(self) -> str:
+        """Each record's current prediction (one row per record), or every prediction with `history`."""
+        return "predictions" if self.history else "predictions_current"
 
     def where(self) -> tuple[str, list[object]]:
         """A WHERE condition over `predictions p` and its parameters. The scoring day is the partition
@@ -369,12 +379,14 @@ class PredictionFilter:
 
 @dataclass(frozen=True, kw_only=True)
 class PredictionOptions:
-    """The values the filters offer: the scoring days, versions and labels present."""
+    """The values the filters offer: the scoring days, versions and labels present. `labels` are in class
+    order, negative first: a label is positive when its predictions scored at or above their threshold."""
 
     first_day: date | None
     last_day: date | None
     model_versions: tuple[str, ...]
     labels: tuple[str, ...]
+    positive_label: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,6 +398,7 @@ class ScoreHistogram:
     rows: int
     by_label: dict[str, int]
     mean_score: float | None
+    thresholds: tuple[float, ...] = ()  # the decision thresholds of the versions counted
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -401,15 +414,18 @@ def prediction_options(con: duckdb.DuckDBPyConnection) -> PredictionOptions:
     """The scoring days (UTC, like the `scored_on` partitions), versions and labels present: one pass
     grouping two low-cardinality columns, cheaper than min and max over the day strings."""
     groups = con.execute(
-        "SELECT model_version, label, min(scored_at) AS first, max(scored_at) AS last FROM predictions GROUP BY ALL"
+        "SELECT model_version, label, min(scored_at) AS first, max(scored_at) AS last, "
+        "bool_or(score >= threshold) AS positive FROM predictions GROUP BY model_version, label"
     ).fetchall()
     if not groups:
         return PredictionOptions(first_day=None, last_day=None, model_versions=(), labels=())
+    roles = {str(g[1]): bool(g[4]) for g in groups if g[1] is not None}
     return PredictionOptions(
         first_day=min(g[2] for g in groups).astimezone(UTC).date(),
         last_day=max(g[3] for g in groups).astimezone(UTC).date(),
         model_versions=tuple(sorted({str(g[0]) for g in groups})),
-        labels=tuple(sorted({str(g[1]) for g in groups if g[1] is not None})),
+        labels=tuple(sorted(roles, key=lambda label: (roles[label], label))),
+        positive_label=next((label for label, positive in roles.items() if positive), None),
     )
 
 
@@ -419,8 +435,9 @@ def score_histogram(con: duckdb.DuckDBPyConnection, where: PredictionFilter, bin
     grouped = _frame(
         con,
         f"""
-        SELECT least(floor(score * ?)::INTEGER, ? - 1) AS bin, label, count(*) AS rows, sum(score) AS score_sum
-        FROM predictions p WHERE {condition} GROUP BY ALL ORDER BY bin, label
+        SELECT least(floor(score * ?)::INTEGER, ? - 1) AS bin, label, count(*) AS rows, sum(score) AS score_sum,
+               list(DISTINCT threshold) AS thresholds
+        FROM {where.table} p WHERE {condition} GROUP BY bin, label ORDER BY bin, label
         """,
         [bins, bins, *params],
     )
@@ -438,10 +455,11 @@ def score_histogram(con: duckdb.DuckDBPyConnection, where: PredictionFilter, bin
         rows=rows,
         by_label={str(k): int(v) for k, v in grouped.groupby("label")["rows"].sum().items()},
         mean_score=float(grouped["score_sum"].sum() / rows) if rows else None,
+        thresholds=tuple(sorted({float(t) for ts in grouped["thresholds"] for t in ts if t is not None})),
     )
 
 
-_PAGE_COLUMNS = "p.record_id, p.model_version, p.score, p.label, p.threshold, p.scored_at, p.batch_id"
+_PAGE_COLUMNS = "p.record_id, p.model_version, p.score, p.label, p.threshold, p.scored_at"
 _PAGE_ORDER = "ORDER BY scored_at DESC, record_id, model_version"
 
 
@@ -455,14 +473,27 @@ def _selected(where: PredictionFilter, *, limit: int, offset: int) -> tuple[str,
     condition, params = where.where()
     page = f"{_PAGE_ORDER} LIMIT ? OFFSET ?"
     if where.labelled is not None:
-        return f"SELECT {_PAGE_COLUMNS} FROM predictions p WHERE {condition} {page}", [*params, limit, offset]
-    cutoff = f"SELECT p.scored_at FROM predictions p WHERE {condition} ORDER BY p.scored_at DESC LIMIT 1 OFFSET ?"
+        return f"SELECT {_PAGE_COLUMNS} FROM {where.table} p WHERE {condition} {page}", [*params, limit, offset]
+    cutoff = f"SELECT p.scored_at FROM {where.table} p WHERE {condition} ORDER BY p.scored_at DESC LIMIT 1 OFFSET ?"
     sql = f"""
-        SELECT {_PAGE_COLUMNS} FROM predictions p
+        SELECT {_PAGE_COLUMNS} FROM {where.table} p
         WHERE {condition} AND p.scored_at >= coalesce(({cutoff}), '-infinity'::TIMESTAMPTZ)
         {page}
     """
     return sql, [*params, *params, offset + limit - 1, limit, offset]
+
+
+# Whether a prediction was right, judged only where it was made before its outcome was known: a prediction
+# scored after the label (a re-scoring by a later version, which may have trained on that label) is not judged.
+MADE_AFTER_LABEL = "made after the label"
+
+
+def _verdict(prediction: str, truth: str) -> str:
+    """SQL for the verdict on a prediction (`prediction`.label, .scored_at) given its record's latest label
+    (`truth`.true_label, .labelled_at): right, wrong, made after the label, or NULL while unlabelled."""
+    return f"""CASE WHEN {truth}.true_label IS NULL THEN NULL
+        WHEN {prediction}.scored_at > {truth}.labelled_at THEN '{MADE_AFTER_LABEL}'
+        WHEN {truth}.true_label = {prediction}.label THEN 'right' ELSE 'wrong' END"""
 
 
 def _with_true_labels(selected: str) -> str:
@@ -478,8 +509,7 @@ def _with_true_labels(selected: str) -> str:
             QUALIFY row_number() OVER (PARTITION BY record_id {_LATEST_LABEL}) = 1
         )
         SELECT s.record_id, s.model_version, s.score, s.label AS predicted_label, s.threshold, s.scored_at,
-               l.true_label, l.labelled_at,
-               CASE WHEN l.true_label IS NOT NULL THEN l.true_label = s.label END AS correct, s.batch_id
+               l.true_label, l.labelled_at, {_verdict("s", "l")} AS verdict
         FROM selected s LEFT JOIN labels l USING (record_id)
         {_PAGE_ORDER}
     """
@@ -491,6 +521,87 @@ def prediction_page(
     """One page of the filtered predictions, newest first, with their true labels when known."""
     selected, params = _selected(where, limit=limit, offset=offset)
     return _frame(con, _with_true_labels(selected), params)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelledQuality:
+    """How the filtered predictions did on the records whose label arrived. Only predictions made before
+    their label are judged (`judged`); those made after it are counted apart (`made_after_label`).
+    `matrix` has columns predicted, actual, rows; `roc_auc` is over the judged rows (None without both classes)."""
+
+    matrix: pd.DataFrame
+    judged: int
+    made_after_label: int
+    positive_label: str | None
+    roc_auc: float | None
+
+    def _count(self, predicted_positive: bool, actually_positive: bool) -> int:
+        pick = (self.matrix["predicted"] == self.positive_label) == predicted_positive
+        pick &= (self.matrix["actual"] == self.positive_label) == actually_positive
+        return int(self.matrix.loc[pick, "rows"].sum())
+
+    def rates(self) -> dict[str, float | None]:
+        """Accuracy, precision, recall (of the positive class) and balanced accuracy; None where undefined."""
+        tp, fp = self._count(True, True), self._count(True, False)
+        fn, tn = self._count(False, True), self._count(False, False)
+
+        def ratio(a: int, b: int) -> float | None:
+            return a / b if b else None
+
+        recall, specificity = ratio(tp, tp + fn), ratio(tn, tn + fp)
+        return {
+            "accuracy": ratio(tp + tn, self.judged),
+            "precision": ratio(tp, tp + fp),
+            "recall": recall,
+            "balanced_accuracy": None if recall is None or specificity is None else (recall + specificity) / 2,
+        }
+
+
+def labelled_quality(
+    con: duckdb.DuckDBPyConnection, where: PredictionFilter, positive_label: str | None
+) -> LabelledQuality:
+    """The confusion matrix and ROC AUC of the filtered predictions whose record is labelled (its latest
+    label), judging only predictions made before the label; ROC AUC by average ranks (Mann-Whitney)."""
+    condition, params = where.where()
+    judged = f"""
+        WITH selected AS (SELECT p.record_id, p.label, p.score, p.scored_at FROM {where.table} p WHERE {condition}),
+        labels AS (
+            SELECT record_id, label AS true_label, labelled_at FROM feedback
+            WHERE record_id IN (SELECT record_id FROM selected)
+            QUALIFY row_number() OVER (PARTITION BY record_id {_LATEST_LABEL}) = 1
+        )
+        SELECT s.label AS predicted, l.true_label AS actual, s.score, {_verdict("s", "l")} AS verdict
+        FROM selected s JOIN labels l USING (record_id)
+    """
+    matrix = _frame(
+        con,
+        f"SELECT predicted, actual, verdict, count(*) AS rows FROM ({judged}) GROUP BY ALL ORDER BY ALL",
+        params,
+    )
+    after = matrix["verdict"] == MADE_AFTER_LABEL
+    auc = _row(
+        con,
+        f"""
+        WITH j AS (SELECT actual = ? AS positive, score FROM ({judged}) WHERE verdict <> '{MADE_AFTER_LABEL}'),
+        ranked AS (
+            SELECT positive, avg(position) OVER (PARTITION BY score) AS rank
+            FROM (SELECT *, row_number() OVER (ORDER BY score) AS position FROM j)
+        ),
+        n AS (SELECT count(*) FILTER (WHERE positive) AS n1, count(*) FILTER (WHERE NOT positive) AS n0 FROM j)
+        SELECT CASE WHEN n1 > 0 AND n0 > 0 THEN
+                   ((SELECT sum(rank) FROM ranked WHERE positive) - n1 * (n1 + 1) / 2) / (n1 * n0) END AS roc_auc
+        FROM n
+        """,
+        [positive_label, *params],
+    )
+    kept = pd.DataFrame(matrix[~after].groupby(["predicted", "actual"], as_index=False)["rows"].sum())
+    return LabelledQuality(
+        matrix=kept,
+        judged=int(kept["rows"].sum()),
+        made_after_label=int(matrix.loc[after, "rows"].sum()),
+        positive_label=positive_label,
+        roc_auc=None if auc is None or auc["roc_auc"] is None else float(auc["roc_auc"]),
+    )
 
 
 def export_predictions(con: duckdb.DuckDBPyConnection, where: PredictionFilter, max_rows: int) -> CsvExport:
@@ -513,12 +624,19 @@ def record(con: duckdb.DuckDBPyConnection, record_id: str) -> dict[str, Any] | N
 
 
 def record_predictions(con: duckdb.DuckDBPyConnection, record_id: str) -> pd.DataFrame:
-    """Every prediction made for the record, oldest first (a new champion adds one)."""
+    """Every prediction made for the record, oldest first (a new champion adds one), each with its verdict
+    against the record's latest label: right, wrong, made after the label, or empty while unlabelled."""
     return _frame(
         con,
-        "SELECT model_version, score, label, threshold, scored_at, batch_id FROM predictions "
-        "WHERE record_id = ? ORDER BY scored_at, model_version",
-        [record_id],
+        f"""
+        WITH l AS (
+            SELECT label AS true_label, labelled_at FROM feedback WHERE record_id = ? {_LATEST_LABEL} LIMIT 1
+        )
+        SELECT p.model_version, p.score, p.label, p.threshold, p.scored_at, {_verdict("p", "l")} AS verdict
+        FROM predictions p LEFT JOIN l ON TRUE
+        WHERE p.record_id = ? ORDER BY p.scored_at, p.model_version
+        """,
+        [record_id, record_id],
     )
 
 
@@ -575,22 +693,72 @@ def monitoring_series(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     )
 
 
-def alerts(con: duckdb.DuckDBPyConnection, *, per_column: bool = False, limit: int = 500) -> pd.DataFrame:
-    """Alerts, newest first; per-column drift alerts only when asked (a drifting report has many)."""
-    scope = "" if per_column else f"WHERE metric <> '{COLUMN_DRIFT}'"
+def alerts(con: duckdb.DuckDBPyConnection, *, limit: int = 500) -> pd.DataFrame:
+    """Alerts (drift, prediction drift, quality: the ones that open episodes), newest first, with the number
+    that raised each."""
     return _frame(
         con,
-        f"""
-        SELECT run_at, model_version, metric, column_name, value, threshold, detail, report_path
-        FROM monitoring_alerts {scope} ORDER BY run_at DESC, metric, column_name LIMIT ?
+        """
+        SELECT run_at, alert, model_version, metric, value, threshold, p_value, detail
+        FROM monitoring_alerts ORDER BY run_at DESC, alert, metric LIMIT ?
         """,
         [limit],
     )
 
 
+def drifted_columns(con: duckdb.DuckDBPyConnection, *, limit: int = 500) -> pd.DataFrame:
+    """Columns that drifted (significant and material), newest report first: parts of a drift share, not alerts."""
+    return _frame(
+        con,
+        "SELECT run_at, model_version, column_name, distance, threshold, p_value, p_value_threshold, detail "
+        "FROM drifted_columns ORDER BY run_at DESC, column_name LIMIT ?",
+        [limit],
+    )
+
+
+def drift_columns_tested(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every column whose drift was measured, by name: what the per-column trend can show."""
+    rows = con.execute(
+        f"SELECT DISTINCT column_name FROM monitoring WHERE metric = '{COLUMN_DRIFT}' ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def column_drift_trend(con: duckdb.DuckDBPyConnection, column: str) -> pd.DataFrame:
+    """One column's drift in every report, oldest first: distance, its bar, p-value, its bar, drifted or not."""
+    return _frame(
+        con,
+        f"""
+        SELECT window_end, model_version, value AS distance, threshold AS material_at, p_value,
+               p_value_threshold AS significant_below, status = 'alert' AS drifted
+        FROM monitoring WHERE metric = '{COLUMN_DRIFT}' AND column_name = ? ORDER BY window_end, run_at
+        """,
+        [column],
+    )
+
+
+def prediction_drift(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Prediction drift per report, oldest first: the one quantity charted (the scores' distance from the
+    hold-out scores), its materiality bar, the test's p-value and bar, which test, and the verdict."""
+    return _frame(
+        con,
+        f"""
+        SELECT window_end, model_version,
+               CASE WHEN p_value IS NULL THEN 'distance only (no test recorded)'
+                    ELSE 'normed Wasserstein distance, two-sample K-S test' END AS test,
+               value AS distance, threshold AS material_at, p_value, p_value_threshold AS significant_below,
+               CASE WHEN status = 'alert' THEN 'drift'
+                    WHEN p_value < p_value_threshold THEN 'significant, not material'
+                    WHEN value >= threshold THEN 'material, not significant'
+                    ELSE 'no drift' END AS verdict
+        FROM monitoring WHERE metric = '{PREDICTION_DRIFT}' ORDER BY window_end, run_at
+        """,
+    )
+
+
 def reports(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """One row per monitoring report, newest first: its window, rows, alerts, the retraining decision
-    and where its HTML is."""
+    """One row per monitoring report, newest first: its window, rows, alerts (how many of drift, prediction drift
+    and quality, and which), the columns that drifted, the retraining decision and where its HTML is."""
     return _frame(
         con,
         f"""
@@ -598,9 +766,10 @@ def reports(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                any_value(model_version) AS model_version,
                max(sample_size) FILTER (WHERE metric = 'drift_share_features') AS rows,
                bool_or(sampled) AS sampled,
-               count(*) FILTER (WHERE status = 'alert' AND metric <> '{COLUMN_DRIFT}') AS alerts,
-               string_agg(metric || coalesce('(' || column_name || ')', ''), ', ' ORDER BY metric)
-                   FILTER (WHERE status = 'alert' AND metric <> '{COLUMN_DRIFT}') AS alerted,
+               count(DISTINCT {ALERT_OF_METRIC}) FILTER (WHERE status = 'alert') AS alerts,
+               string_agg(DISTINCT {ALERT_OF_METRIC}, ', ' ORDER BY {ALERT_OF_METRIC})
+                   FILTER (WHERE status = 'alert') AS alerted,
+               count(*) FILTER (WHERE status = 'alert' AND metric = '{COLUMN_DRIFT}') AS drifted_columns,
                max(value) FILTER (WHERE metric = 'retrain_due') = 1 AS retrain_due,
                any_value(report_path) AS report_path
         FROM monitoring GROUP BY report_id ORDER BY run_at DESC, report_id
@@ -665,37 +834,58 @@ def cbpe_reliability(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def decisions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Every promotion decision with the paired test it rests on: gain, interval, p-value, guard, rows."""
+    """Every promotion decision with the paired test it rests on: both models' metric on the same fresh rows,
+    the gain with its interval and p-value, the guard, the rows and positives."""
     return _frame(
         con,
-        """
-        SELECT event_at, model_version, event, decision_metric AS metric, decision_gain AS gain,
-               decision_low AS low, decision_high AS high, decision_p_value AS p_value, guard_metric, guard_gain,
-               guard_p_value, decision_rows AS rows, decision_positives AS positives, reason
+        f"""
+        SELECT event_at, model_version, event, decision_metric AS metric, {_DECIDED_ON_SHARED_ROWS},
+               decision_p_value AS p_value, guard_metric, guard_gain, guard_p_value, decision_rows AS rows,
+               decision_positives AS positives, reason
         FROM models WHERE event IN ('promoted', 'rejected') AND decision_metric IS NOT NULL
         ORDER BY event_at DESC, model_version
         """,
     )
 
 
+# A decision's numbers on the rows both models were scored on (kept in the decision row's metrics_json by
+# `retrain`): the challenger's and the champion's value, the gain and its interval.
+_DECIDED_ON_SHARED_ROWS = """
+    TRY_CAST(metrics_json ->> '$.comparison.test.challenger' AS DOUBLE) AS challenger_on_shared_rows,
+    metrics_json ->> '$.comparison.champion.version' AS champion,
+    TRY_CAST(metrics_json ->> '$.comparison.test.champion' AS DOUBLE) AS champion_on_shared_rows,
+    decision_gain AS gain, decision_low AS low, decision_high AS high
+"""
+
+
 def model_versions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Every trained version with its hold-out metrics and where it stands now: champion, retired,
-    rejected, or trained (not decided yet)."""
+    """Every trained version with its own hold-out metrics, where it stands now (champion, retired, rejected,
+    or trained: not decided yet) and, for a challenger, the decision's numbers on the rows shared with the
+    champion it was compared with."""
     return _frame(
         con,
-        """
+        f"""
         WITH decided AS (
             SELECT model_version, arg_max(event, event_at) AS last_event FROM models
             WHERE event <> 'trained' GROUP BY model_version
+        ),
+        shared AS (
+            SELECT model_version, decision_metric AS metric, decision_rows, {_DECIDED_ON_SHARED_ROWS} FROM models
+            WHERE event IN ('promoted', 'rejected') AND decision_metric IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY model_version ORDER BY event_at DESC) = 1
         )
         SELECT m.model_version,
                CASE WHEN c.model_version IS NOT NULL THEN 'champion' ELSE coalesce(d.last_event, 'trained') END
                    AS status,
                m.event_at AS trained_at, m.roc_auc, m.f1, m.precision, m.recall, m.balanced_accuracy,
+               s.metric AS decided_on, s.challenger_on_shared_rows, s.champion AS against,
+               s.champion_on_shared_rows AS against_on_shared_rows, s.gain, s.low, s.high,
+               s.decision_rows AS rows_compared,
                m.threshold, m.model_input, m.train_rows, m.holdout_rows, m.data_from, m.data_to, m.reason
         FROM models m
         LEFT JOIN decided d USING (model_version)
         LEFT JOIN champion c USING (model_version)
+        LEFT JOIN shared s USING (model_version)
         WHERE m.event = 'trained' ORDER BY m.event_at, m.model_version
         """,
     )

@@ -3,6 +3,8 @@ promotion and rejection with the paired test it rests on, and every event with i
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -16,9 +18,36 @@ METRIC_COLUMNS = {
 }
 
 
+SHARED_ROWS_COLUMNS: dict[str, Any] = {
+    "decided_on": "decided on",
+    "challenger_on_shared_rows": st.column_config.NumberColumn("it, on shared rows", format="%.4f"),
+    "against": "against",
+    "against_on_shared_rows": st.column_config.NumberColumn("champion, on shared rows", format="%.4f"),
+    "gain": st.column_config.NumberColumn("gain", format="%+.4f"),
+    "low": st.column_config.NumberColumn("gain from", format="%+.4f"),
+    "high": st.column_config.NumberColumn("gain to", format="%+.4f"),
+    "rows_compared": st.column_config.NumberColumn("rows compared", format="%d"),
+}
+
+
+def decided_sentence(row: pd.Series) -> str:
+    """One version's decision in words: both models' metric on the same rows and the gain's interval."""
+    return (
+        f"**{ui.text(row['model_version'])}** was {ui.text(row['status'])} on {ui.text(row['decided_on'])}: "
+        f"{row['challenger_on_shared_rows']:.3f} against {ui.text(row['against'])}'s "
+        f"{row['against_on_shared_rows']:.3f} on the same {ui.count(int(row['rows_compared']))} fresh rows, a gain "
+        f"of {row['gain']:+.3f} (interval {row['low']:+.3f} to {row['high']:+.3f})."
+    )
+
+
 def versions(table: pd.DataFrame) -> None:
     st.subheader("Versions")
-    st.caption("Metrics on each version's own hold-out set, when it was trained.")
+    st.caption(
+        "The metric columns are measured on different rows for each version (the first on its training hold-out, "
+        "each challenger on the fresh rows of its own decision), so they do not compare versions. What decided "
+        "is the challenger against the champion on the same rows: those numbers, with the gain's interval, are "
+        "in the columns after them and in the sentences below."
+    )
     st.dataframe(
         table,
         hide_index=True,
@@ -27,8 +56,13 @@ def versions(table: pd.DataFrame) -> None:
             "model_version": "version",
             "trained_at": ui.time_column("trained at"),
             **METRIC_COLUMNS,
+            **SHARED_ROWS_COLUMNS,
+            "reason": st.column_config.TextColumn("reason", width="large"),
         },
     )
+    decided = table[table["decided_on"].notna() & table["challenger_on_shared_rows"].notna()]
+    for _, row in decided.iterrows():
+        st.markdown(decided_sentence(row))
 
 
 def champions(periods: pd.DataFrame) -> None:
@@ -59,8 +93,13 @@ def decisions(table: pd.DataFrame) -> None:
         st.info("No challenger was decided on yet.")
         return
     numbers = {
-        name: st.column_config.NumberColumn(name.replace("_", " "), format="%.4f")
-        for name in ("gain", "low", "high", "guard_gain")
+        "challenger_on_shared_rows": st.column_config.NumberColumn("challenger, shared rows", format="%.4f"),
+        "champion_on_shared_rows": st.column_config.NumberColumn("champion, shared rows", format="%.4f"),
+        **{
+            name: st.column_config.NumberColumn(name.replace("_", " "), format="%+.4f")
+            for name in ("gain", "low", "high", "guard_gain")
+        },
+        "reason": st.column_config.TextColumn("reason", width="large"),
     }
     st.dataframe(
         table,

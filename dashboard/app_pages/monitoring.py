@@ -12,6 +12,8 @@ from dashboard.data import ask
 from warehouse import queries
 
 DRIFT_NAMES = {"drift_share_features": "features", "drift_share_embedding": "embedding columns"}
+# The one notion of alert (what opens an episode and may retrain), as people read it.
+ALERT_NAMES = {"drift": "drift", "prediction_drift": "prediction drift", "quality": "quality"}
 QUALITY_NAMES = {
     "roc_auc": "ROC AUC",
     "f1": "F1",
@@ -59,17 +61,23 @@ def latest(reports: pd.DataFrame) -> None:
         f"Latest report: **{ui.text(last['model_version'])}**, window {window}, {ui.count(int(last['rows'] or 0))} rows"
         f"{sampled}."
     )
+    drifted = int(last["drifted_columns"] or 0)
+    columns = f" {ui.count(drifted)} drifted column(s) (see the report below)." if drifted else ""
     if last["alerts"]:
-        st.error(f"Alerts: {ui.text(last['alerted'])}")
+        named = ", ".join(ui.text(ALERT_NAMES.get(a, a)) for a in str(last["alerted"]).split(", "))
+        st.error(f"Alerts in the latest report: {named}.{columns}")
     else:
-        st.success("No alert in the latest report.")
+        st.success(f"No alert in the latest report.{columns}")
 
 
 def drift(series: pd.DataFrame) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Drift share")
-        st.caption("Share of the feature (and embedding) columns whose distribution moved from the reference.")
+        st.caption(
+            "Share of the feature (and embedding) columns that drifted: significant (K-S or chi-square test, "
+            "corrected for the number of columns) and material (distance at or above its bar)."
+        )
         values = as_lines(series, DRIFT_NAMES)
         st.altair_chart(
             charts.over_time(
@@ -81,16 +89,68 @@ def drift(series: pd.DataFrame) -> None:
             width="stretch",
         )
     with right:
-        st.subheader("Prediction drift")
-        st.caption("How far the score distribution moved from the hold-out scores (normed Wasserstein distance).")
-        metric = [queries.PREDICTION_DRIFT]
-        st.altair_chart(
-            charts.over_time(
-                as_lines(series, {queries.PREDICTION_DRIFT: "scores"}),
-                y_title="drift statistic",
-                reference=thresholds(series, metric),
-            ),
+        prediction_drift()
+
+
+def prediction_drift() -> None:
+    """One comparable quantity over time (the distance, in hold-out standard deviations) against its materiality
+    bar; the test's significance apart, in the table, with the test each point used."""
+    st.subheader("Prediction drift")
+    points = ask(queries.prediction_drift)
+    st.caption(
+        "How far the scores moved from the hold-out scores: the normed Wasserstein distance (in hold-out standard "
+        "deviations) at every window size, against its materiality bar (dashed). A point is red when the shift is "
+        "also significant (two-sample K-S test): both are needed for an alert."
+    )
+    lines = pd.DataFrame(
+        {
+            "when": points["window_end"],
+            "series": "scores: distance",
+            "value": points["distance"],
+            "status": points["verdict"].map(lambda v: "alert" if v == "drift" else "ok"),
+            "detail": points["test"] + ", p = " + points["p_value"].map(lambda p: "—" if pd.isna(p) else f"{p:.3g}"),
+        }
+    )
+    bars = pd.DataFrame({"when": points["window_end"], "series": charts.THRESHOLD, "value": points["material_at"]})
+    st.altair_chart(charts.over_time(lines, y_title="distance (hold-out sds)", reference=bars), width="stretch")
+    with st.expander("Each point: the test, the distance, the p-value and the verdict"):
+        st.dataframe(
+            points,
+            hide_index=True,
             width="stretch",
+            column_config={
+                "window_end": ui.time_column("window to"),
+                "model_version": "version",
+                "distance": st.column_config.NumberColumn(format="%.4f"),
+                "material_at": st.column_config.NumberColumn("material at", format="%.3g"),
+                "p_value": st.column_config.NumberColumn("p-value", format="%.3g"),
+                "significant_below": st.column_config.NumberColumn("significant below", format="%.3g"),
+            },
+        )
+
+
+def column_trend() -> None:
+    """One column's drift over time: its distance against the materiality bar, red where it drifted."""
+    tested = ask(queries.drift_columns_tested)
+    if not tested:
+        return
+    with st.expander("One column's drift over time"):
+        column = st.selectbox("Column", tested, key="monitoring.trend_column")
+        trend = ask(queries.column_drift_trend, str(column))
+        lines = pd.DataFrame(
+            {
+                "when": trend["window_end"],
+                "series": f"{column}: distance",
+                "value": trend["distance"],
+                "status": trend["drifted"].map({True: "alert", False: "ok"}),
+                "detail": "p = " + trend["p_value"].map(lambda p: "—" if pd.isna(p) else f"{p:.3g}"),
+            }
+        )
+        bars = pd.DataFrame({"when": trend["window_end"], "series": charts.THRESHOLD, "value": trend["material_at"]})
+        st.altair_chart(charts.over_time(lines, y_title="distance", reference=bars), width="stretch")
+        st.caption(
+            f"{ui.count(int(trend['drifted'].sum()))} of {ui.count(len(trend))} reports found {ui.text(column)} "
+            "drifted (significant and material)."
         )
 
 
@@ -139,7 +199,7 @@ def episodes() -> None:
         return
     still_open = listed[listed["state"] == "open"]
     if not still_open.empty:
-        st.error(f"Open: {', '.join(still_open['alert'])}")
+        st.error(f"Open: {', '.join(ui.text(ALERT_NAMES.get(a, a)) for a in still_open['alert'])}")
     st.dataframe(
         listed.drop(columns=["episode_id"]),
         hide_index=True,
@@ -172,25 +232,44 @@ def cbpe_reliability() -> None:
 
 def alerts() -> None:
     st.subheader("Alerts")
-    per_column = st.toggle("Include each drifted column", key="monitoring.per_column")
-    listed = ask(queries.alerts, per_column=per_column)
+    st.caption(
+        "An alert is a report's drift (feature or embedding drift share above its bar), prediction drift or quality "
+        "test; repeated ones make one episode (above). A drifted column is not an alert by itself."
+    )
+    listed = ask(queries.alerts)
     if listed.empty:
         st.success("No alert so far.")
-        return
-    st.dataframe(
-        listed.drop(columns=["report_path"]),
-        hide_index=True,
-        width="stretch",
-        column_config={"run_at": ui.time_column("run at"), "column_name": "column"},
-    )
+    else:
+        st.dataframe(
+            listed.assign(alert=listed["alert"].map(lambda a: ALERT_NAMES.get(a, a))),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "run_at": ui.time_column("run at"),
+                "model_version": "version",
+                "p_value": st.column_config.NumberColumn("p-value", format="%.3g"),
+                "detail": st.column_config.TextColumn("detail", width="large"),
+            },
+        )
+    columns = ask(queries.drifted_columns)
+    with st.expander(f"Drifted columns ({ui.count(len(columns))} across the reports)"):
+        if columns.empty:
+            st.markdown("No column drifted so far.")
+        else:
+            st.dataframe(
+                columns,
+                hide_index=True,
+                width="stretch",
+                column_config={"run_at": ui.time_column("run at"), "column_name": "column"},
+            )
 
 
 def report_labels(reports: pd.DataFrame) -> dict[str, str]:
     """What the report picker shows for each report id: its window end, version and alerts."""
     return {
-        str(report_id): f"{ui.when(end)} · {version} · {alerts} alert(s)"
-        for report_id, end, version, alerts in reports[
-            ["report_id", "window_end", "model_version", "alerts"]
+        str(report_id): f"{ui.when(end)} · {version} · {alerts} alert(s), {drifted} drifted column(s)"
+        for report_id, end, version, alerts, drifted in reports[
+            ["report_id", "window_end", "model_version", "alerts", "drifted_columns"]
         ].to_numpy()
     }
 
@@ -214,7 +293,7 @@ def open_report(reports: pd.DataFrame) -> None:
     path = str(reports.set_index("report_id").loc[chosen, "report_path"])
     drifted = ask(queries.column_drift, chosen)
     if not drifted.empty:
-        with st.expander(f"Column drift in this report ({int((drifted['status'] == 'alert').sum())} drifted)"):
+        with st.expander(f"Every column in this report ({int((drifted['status'] == 'alert').sum())} drifted)"):
             st.dataframe(drifted, hide_index=True, width="stretch")
     report = data.report_file(path)
     if report is None:
@@ -222,6 +301,11 @@ def open_report(reports: pd.DataFrame) -> None:
         return
     st.download_button(
         "Download the report (HTML)", report.read_bytes, file_name=report.name, mime="text/html", on_click="ignore"
+    )
+    st.caption(
+        "The Evidently report applies Evidently's own per-column drift tests, without Scorehouse's materiality bar "
+        "or correction for many columns: its count of drifted columns can differ. Scorehouse's verdicts are the "
+        "ones above."
     )
     if st.toggle("Show the report here", key="monitoring.show_report"):
         st.iframe(report, height=900, alt=f"Evidently report {report.name}")
@@ -237,6 +321,7 @@ def render() -> None:
     latest(reports)
     episodes()
     drift(series)
+    column_trend()
     quality(series, ask(queries.model_versions))
     cbpe_reliability()
     alerts()

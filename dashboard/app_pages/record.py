@@ -29,7 +29,8 @@ def examples() -> str:
 
 
 def verdict(history: pd.DataFrame, labels: pd.DataFrame) -> None:
-    """The latest prediction in one sentence, and whether it was right."""
+    """The latest prediction in one sentence; then whether the prediction in force when the outcome happened was
+    right. Predictions made after the label was known (a later version may have trained on it) are not judged."""
     latest = history.iloc[-1]
     st.markdown(
         f"**{ui.text(latest['model_version'])}** scored it **{latest['score']:.4f}**: "
@@ -40,18 +41,32 @@ def verdict(history: pd.DataFrame, labels: pd.DataFrame) -> None:
         st.info(f"No label for this record yet, so nobody knows yet whether it was right. {ui.NO_LABELS}")
         return
     truth = labels.iloc[0]
-    right = latest["label"] == truth["label"]
-    message = (
-        f"True label **{ui.text(truth['label'])}** (labelled {ui.when(truth['labelled_at'])}): the prediction was "
+    said = f"True label **{ui.text(truth['label'])}** (labelled {ui.when(truth['labelled_at'])})"
+    judged = history[history["verdict"].isin(["right", "wrong"])]
+    later = history[history["verdict"] == queries.MADE_AFTER_LABEL]
+    after = (
+        f" {ui.text(', '.join(later['model_version']))} scored it after the label was known (and may have trained "
+        "on it): not judged."
+        if not later.empty
+        else ""
     )
-    (st.success if right else st.error)(message + ("**right**." if right else "**wrong**."))
+    if judged.empty:
+        st.warning(f"{said}: every prediction for it was made after the label was known, so none is judged.{after}")
+        return
+    in_force = judged.iloc[-1]
+    right = in_force["verdict"] == "right"
+    message = (
+        f"{said}: the prediction in force then, **{ui.text(in_force['label'])}** by "
+        f"**{ui.text(in_force['model_version'])}** ({ui.when(in_force['scored_at'])}), was "
+        + ("**right**." if right else "**wrong**.")
+    )
+    (st.success if right else st.error)(message + after)
 
 
 def predictions(history: pd.DataFrame, labels: pd.DataFrame) -> None:
     st.subheader("Every prediction made for it")
-    shown = history.assign(correct=history["label"] == labels.iloc[0]["label"]) if not labels.empty else history
     st.dataframe(
-        shown,
+        history,
         hide_index=True,
         width="stretch",
         column_config={
@@ -59,7 +74,7 @@ def predictions(history: pd.DataFrame, labels: pd.DataFrame) -> None:
             "score": st.column_config.NumberColumn(format="%.4f"),
             "label": "predicted",
             "scored_at": ui.time_column("scored at"),
-            "correct": st.column_config.CheckboxColumn("right?"),
+            "verdict": st.column_config.TextColumn("right?", help="judged only if made before the label was known"),
         },
     )
     if len(labels) > 1:
@@ -78,19 +93,25 @@ def position(history: pd.DataFrame) -> None:
     rank = ask(queries.score_rank, version, score)
     if rank is not None:
         st.markdown(f"Its score {score:.4f} is higher than **{rank:.1%}** of the predictions {ui.text(version)} made.")
-    histogram = ask(queries.score_histogram, queries.PredictionFilter(model_versions=(version,)))
-    labels = ask(queries.prediction_options).labels
-    st.altair_chart(charts.score_histogram(histogram.bins, labels=labels, marker=score), width="stretch")
+    histogram = ask(queries.score_histogram, queries.PredictionFilter(model_versions=(version,), history=True))
+    options = ask(queries.prediction_options)
+    chart = charts.score_histogram(
+        histogram.bins,
+        labels=options.labels,
+        positive=options.positive_label,
+        marker=score,
+        thresholds=histogram.thresholds,
+    )
+    st.altair_chart(chart, width="stretch")
 
 
 def features(stored: dict[str, Any]) -> None:
     st.subheader("Its features, as ingested")
     names = [name for name in stored if name not in queries.RECORD_METADATA]
-    values = pd.DataFrame({"feature": names, "value": ["" if pd.isna(stored[n]) else str(stored[n]) for n in names]})
+    values = pd.DataFrame({"feature": names, "value": [ui.plain(stored[n]) for n in names]})
     st.dataframe(values, hide_index=True, height=35 * (len(values) + 1) + 3)  # every feature, no scrolling
     st.caption(
-        f"From {ui.code(stored['source_file'])} row {stored['row_number']}, ingested "
-        f"{ui.when(stored['ingested_at'])} (batch {ui.code(stored['batch_id'])})."
+        f"From {ui.code(stored['source_file'])} row {stored['row_number']}, ingested {ui.when(stored['ingested_at'])}."
     )
 
 

@@ -5,7 +5,8 @@ A scoring cycle (the real flows) runs while a browser keeps reloading the dashbo
 and the new records appear without a restart. Then Debian's Chromium (driven by Playwright, never a
 downloaded browser) opens every page, waits until the data is rendered, checks the numbers against
 the warehouse and saves a screenshot in tests/output/dashboard/; meanwhile no file of the project
-may change: the dashboard is read-only.
+may change: the dashboard is read-only. Last, `evidently ui` serves the monitoring workspace and the
+browser opens the project's dashboard (its panels, defined in code) and saves a screenshot of it too.
 """
 
 from __future__ import annotations
@@ -199,15 +200,16 @@ def browse_every_page(page: Any, url: str, expected: Expected) -> None:
     page.get_by_text(f"{champion} in production since").wait_for(timeout=WAIT_MS)
     shoot(page, "overview")
 
-    visit(page, f"{url}/predictions", "Matching predictions", "Page 1 of")
-    assert metric(page, "Matching predictions") == f"{predictions:,}"
+    visit(page, f"{url}/predictions", "Matching records", "Page 1 of", "How the labelled ones did")
+    assert metric(page, "Matching records") == f"{records:,}"  # one row per record: its current prediction
+    page.get_by_text("Dashed red: the decision threshold").wait_for(timeout=WAIT_MS)
     page.get_by_label("Record id starts with").fill(record_id)
     page.get_by_label("Record id starts with").press("Enter")
     # The rerun for the filter must be over before the click: a button of an earlier run points to a
     # file that run's end discarded.
-    page.get_by_text("The file holds all 1 matching predictions.").wait_for(timeout=WAIT_MS)
+    page.get_by_text("The file holds all 1 matching records.").wait_for(timeout=WAIT_MS)
     page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=WAIT_MS)
-    assert metric(page, "Matching predictions") == "1"
+    assert metric(page, "Matching records") == "1"
     with page.expect_download(timeout=WAIT_MS) as download:
         page.get_by_text("Download the filtered rows as CSV").click()
     saved = OUTPUT / "predictions.csv"
@@ -218,17 +220,66 @@ def browse_every_page(page: Any, url: str, expected: Expected) -> None:
 
     visit(page, f"{url}/record?record_id={record_id}", "Every prediction made for it", "Its features, as ingested")
     page.get_by_text(f"scored it {score:.4f}: predicted {label}").wait_for(timeout=WAIT_MS)
+    # Its label (labelled 2026-01-02) was known before the cycle scored it: that prediction is not judged.
+    page.get_by_text("every prediction for it was made after the label was known").wait_for(timeout=WAIT_MS)
     shoot(page, "record")
 
     visit(page, f"{url}/monitoring", "Latest report", "Drift share", "Evidently reports", "Show the report here")
+    page.get_by_text("the normed Wasserstein distance (in hold-out standard deviations)").wait_for(timeout=WAIT_MS)
     page.get_by_text("Show the report here").click()
     report = page.frame_locator("iframe[title^='Evidently report']")
     report.locator("body").get_by_text("Drift", exact=False).first.wait_for(timeout=WAIT_MS)
     shoot(page, "monitoring")
 
-    visit(page, f"{url}/models", "Which version was champion when", "Decisions")
+    visit(page, f"{url}/models", "Which version was champion when", "Decisions", "do not compare versions")
     page.get_by_text(f"Champion now: {champion}").wait_for(timeout=WAIT_MS)
     shoot(page, "models")
+
+
+@contextmanager
+def evidently_ui(workspace: Path, log: Path) -> Iterator[str]:
+    """`evidently ui` over the monitoring workspace on a free loopback port, as `make reports-ui` runs it."""
+    port = free_port()
+    env = {**os.environ, "DO_NOT_TRACK": "1"}
+    command = [
+        *(str(Path(sys.executable).parent / "evidently"), "ui", "--workspace", str(workspace)),
+        *("--host", "127.0.0.1", "--port", str(port)),
+    ]
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"evidently ui exited with {process.returncode}:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"{url}/api/version", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError(f"evidently ui did not answer within 120 s:\n{log.read_text()}")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def browse_the_evidently_dashboard(page: Any, url: str, project: Project) -> None:
+    """The monitoring project opens on its panels (not "Please add a monitoring panel"), named after the dataset."""
+    from flows.monitor import monitoring_project
+    from pipeline.workspace import PANELS, project_id
+
+    name = monitoring_project(project.settings)
+    page.goto(f"{url}/projects/{project_id(name)}")
+    for title, _, _ in PANELS[:3]:
+        page.get_by_text(title, exact=True).first.wait_for(timeout=WAIT_MS * 2)
+    assert page.get_by_text("Please add a monitoring panel").count() == 0
+    page.wait_for_timeout(3000)  # the plots draw after their data arrives
+    shoot(page, "evidently-dashboard")
 
 
 class Visitor(threading.Thread):
@@ -281,6 +332,9 @@ def test_a_cycle_while_the_dashboard_is_open_then_every_page_read_only(project: 
         with chromium(tmp_path / "profile") as context:
             browse_every_page(context.new_page(), url, expected)
         assert snapshot(project.folder) == before, "browsing the dashboard changed files of the project"
+    workspace = project.settings.reports_dir / "evidently"
+    with evidently_ui(workspace, tmp_path / "evidently.log") as reports, chromium(tmp_path / "ev-profile") as context:
+        browse_the_evidently_dashboard(context.new_page(), reports, project)
     assert "Traceback" not in (tmp_path / "streamlit.log").read_text()
 
 

@@ -3,11 +3,13 @@ filters that narrow the rows, a record's history, and what each page says when s
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -39,6 +41,11 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+def table_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The first table on the page that has this column."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def text(at: AppTest) -> str:
     """Everything the page wrote: markdown, captions and notices."""
     elements = [*at.markdown, *at.caption, *at.info, *at.warning, *at.error, *at.success, *at.title, *at.subheader]
@@ -68,16 +75,29 @@ def test_overview_shows_totals_champion_last_batch_alert_and_quarantine(open_app
 # ------------------------------------------------------------------------------------- predictions
 
 
+def test_predictions_count_records_by_default_and_every_prediction_one_switch_away(
+    open_app: OpenApp, tiny: Tiny
+) -> None:
+    at = page(open_app, tiny.catalog, "predictions")
+    rows = table_with(at, "record_id")
+    assert metrics(at)["Matching records"] == "6" and len(rows) == 6  # each record's current one
+    assert set(rows["model_version"]) == {"v2"}
+    assert "One row per record: its current prediction" in text(at)
+
+    at.toggle(key="predictions.history").set_value(True).run()
+    assert metrics(at)["Matching predictions"] == "12"  # v1 and v2 of all six
+    assert "Every prediction of every version, one row per prediction" in text(at)
+
+
 def test_predictions_filters_narrow_the_rows(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "predictions")
-    assert metrics(at)["Matching predictions"] == "12" and len(at.dataframe[0].value) == 12
-
+    at.toggle(key="predictions.history").set_value(True).run()
     at.multiselect(key="predictions.versions").select("v1").run()
     assert metrics(at)["Matching predictions"] == "6"
     at.radio(key="predictions.labelled").set_value("known").run()
     assert metrics(at)["Matching predictions"] == "2"  # a1 and a2 by v1
-    table = at.dataframe[0].value
-    assert table["true_label"].tolist() == ["no", "yes"] and table["correct"].tolist() == [True, True]
+    table = table_with(at, "record_id")
+    assert table["true_label"].tolist() == ["no", "yes"] and table["verdict"].tolist() == ["right", "right"]
     assert table["record_id"].tolist() == ["record?record_id=a1", "record?record_id=a2"]  # links to the record
 
     at.radio(key="predictions.labelled").set_value("any").run()
@@ -89,8 +109,44 @@ def test_predictions_filters_narrow_the_rows(open_app: OpenApp, tiny: Tiny) -> N
     assert not at.exception
 
 
+def test_predictions_judge_only_what_was_predicted_before_the_label(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "predictions")
+    at.radio(key="predictions.labelled").set_value("known").run()
+    # The current predictions of a1 and a2 are v2's, made on day 3: after both labels were known.
+    assert metrics(at)["Matching records"] == "2"
+    assert table_with(at, "record_id")["verdict"].tolist() == ["made after the label"] * 2
+    assert "None of the matching records has a label from before it was predicted yet." in text(at)
+    assert "2 labelled records were predicted after their label was known" in text(at)
+
+    at.toggle(key="predictions.history").set_value(True).run()  # v1's predictions came before the labels
+    shown = metrics(at)
+    assert (shown["ROC AUC"], shown["Accuracy"], shown["Recall (yes)"]) == ("1.000", "1.000", "1.000")
+    matrix = at.dataframe[0].value  # the confusion matrix comes before the rows
+    assert matrix.loc["true no", "predicted no"] == 1 and matrix.loc["true yes", "predicted yes"] == 1
+    assert matrix.loc["true yes", "predicted no"] == 0
+    assert "On the 2 matching predictions whose label arrived after they were predicted" in text(at)
+
+
+def test_the_histogram_marks_the_threshold_and_colours_by_class_role(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "predictions")
+    assert "Dashed red: the decision threshold (0.50); a score at or above it is predicted yes." in text(at)
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    bars, rule = spec["layer"]
+    assert bars["encoding"]["color"]["scale"] == {"domain": ["no", "yes"], "range": ["#9ecae9", "#1f5f99"]}
+    assert rule["mark"]["type"] == "rule"
+
+
+def test_class_colours_follow_the_role_not_the_name() -> None:
+    from dashboard import charts
+
+    # "bad" sorts first but is the positive class: it gets the positive colour, as "yes" does above.
+    scale = charts.class_colours(["good", "bad"], positive="bad").to_dict()
+    assert scale == {"domain": ["good", "bad"], "range": [charts.NEGATIVE_COLOUR, charts.POSITIVE_COLOUR]}
+
+
 def test_predictions_page_through_the_rows_and_say_when_nothing_matches(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "predictions")
+    at.toggle(key="predictions.history").set_value(True).run()
     at.date_input(key="predictions.days").set_value((date(2026, 1, 2), date(2026, 1, 2))).run()
     assert metrics(at)["Matching predictions"] == "3"
     at.text_input(key="predictions.id_prefix").input("nobody").run()
@@ -101,7 +157,7 @@ def test_predictions_page_through_the_rows_and_say_when_nothing_matches(open_app
 def test_the_download_says_when_it_is_capped(open_app: OpenApp, tiny: Tiny, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCOREHOUSE_DASHBOARD_EXPORT_ROWS", "5")
     at = page(open_app, tiny.catalog, "predictions")
-    assert "12 predictions match, the file holds the newest 5 (the download is capped)" in text(at)
+    assert "6 records match, the file holds the newest 5 (the download is capped)" in text(at)
     assert len(at.get("download_button")) == 1
 
 
@@ -115,13 +171,20 @@ def test_a_record_lookup_shows_its_history_label_and_features(open_app: OpenApp,
     assert not at.exception
     shown = text(at)
     assert "**v2** scored it **0.1500**: predicted **no**" in shown
-    assert "True label **no**" in shown and "the prediction was **right**" in shown
+    # Labelled on day 3 at 05:00; v2 re-scored it at 06:00, after the label: v1's prediction is the one judged.
+    assert (
+        "True label **no** (labelled 2026-01-03 05:00 UTC): the prediction in force then, **no** by **v1** "
+        "(2026-01-01 06:01 UTC), was **right**." in shown
+    )
+    assert "v2 scored it after the label was known (and may have trained on it): not judged." in shown
     history = at.dataframe[0].value
     assert history["model_version"].tolist() == ["v1", "v2"] and history["score"].tolist() == [0.10, 0.15]
+    assert history["verdict"].tolist() == ["right", "made after the label"]
     assert "2 labels were received for it; the latest counts." in shown
     assert "higher than **0.0%** of the predictions v2 made" in shown
     features = at.dataframe[-1].value
-    assert dict(zip(features["feature"], features["value"], strict=True)) == {"amount": "10.0", "colour": "red"}
+    assert dict(zip(features["feature"], features["value"], strict=True)) == {"amount": "10", "colour": "red"}
+    assert "batch" not in shown
     assert at.query_params["record_id"] == "a1"  # the address follows the id typed
 
 
@@ -150,21 +213,44 @@ def test_an_unknown_and_a_refused_record(open_app: OpenApp, tiny: Tiny) -> None:
 def test_monitoring_shows_trends_alerts_and_reports(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "monitoring")
     shown = text(at)
-    assert (
-        "Latest report: **v2**" in shown
-        and "Alerts: drift\\_share\\_features\\, prediction\\_drift\\(score\\)" in shown
-    )
-    assert len(at.get("vega_lite_chart")) == 7  # drift share, prediction drift, five quality charts
-    alerts = at.dataframe[0].value
+    assert "Latest report: **v2**" in shown
+    assert "Alerts in the latest report: drift, prediction drift. 1 drifted column(s)" in shown
+    assert "Open: drift, prediction drift" in shown  # the two episodes the report opened
+    # drift share, prediction drift, one column's trend, five quality charts
+    assert len(at.get("vega_lite_chart")) == 8
+    assert table_with(at, "opened_because")["alert"].tolist() == ["drift", "prediction_drift"]
+    alerts = table_with(at, "metric")
+    # One notion of alert: the drifted column and the CBPE flag are not alerts.
+    assert alerts["alert"].tolist() == ["drift", "prediction drift"]
     assert alerts["metric"].tolist() == ["drift_share_features", "prediction_drift"]
-    at.toggle(key="monitoring.per_column").set_value(True).run()
-    assert "amount" in at.dataframe[0].value["column_name"].tolist()
+    drifted = table_with(at, "column_name")
+    assert drifted["column_name"].tolist() == ["amount"]
 
     assert at.selectbox(key="monitoring.report").value == "r2"
     at.toggle(key="monitoring.show_report").set_value(True).run()
     assert not at.exception and len(at.get("download_button")) == 1
+    assert "its count of drifted columns can differ" in text(at)
     at.selectbox(key="monitoring.report").set_value("r1").run()
     assert "r1.html` is gone" in text(at)
+
+
+def test_one_columns_drift_over_time(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "monitoring")
+    at.selectbox(key="monitoring.trend_column").set_value("amount").run()
+    assert "1 of 1 reports found amount drifted (significant and material)." in text(at)
+    at.selectbox(key="monitoring.trend_column").set_value("colour").run()
+    assert "0 of 1 reports found colour drifted" in text(at)
+
+
+def test_prediction_drift_plots_one_quantity_and_names_each_test(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "monitoring")
+    assert "the normed Wasserstein distance (in hold-out standard deviations) at every window size" in text(at)
+    points = table_with(at, "verdict")
+    assert points["test"].tolist() == ["normed Wasserstein distance, two-sample K-S test"] * 2
+    assert points["distance"].tolist() == [0.05, 0.30] and points["p_value"].tolist() == [0.71, 0.001]
+    assert points["verdict"].tolist() == ["no drift", "drift"]
+    chart = json.loads(at.get("vega_lite_chart")[1].proto.spec)
+    assert chart["layer"][1]["encoding"]["y"]["title"] == "distance (hold-out sds)"
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -173,10 +259,40 @@ def test_monitoring_shows_trends_alerts_and_reports(open_app: OpenApp, tiny: Tin
 def test_models_lists_versions_champions_and_decisions(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "models")
     assert "Champion now: **v2**, of 3 version(s) trained." in text(at)
-    versions, periods, events = (d.value for d in at.dataframe)
+    versions, periods, _, events = (d.value for d in at.dataframe)
     assert versions["status"].tolist() == ["retired", "champion", "rejected"]
     assert periods["model_version"].tolist() == ["v1", "v2"]
     assert "rejected: v3 lost to v2" in events["reason"].tolist()
+
+
+def test_models_show_the_decision_on_shared_rows_beside_the_own_hold_out(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "models")
+    shown = text(at)
+    # v3 looks best in the metric columns, but lost to v2 on the rows both were scored on.
+    assert (
+        "**v3** was rejected on roc\\_auc: 0.770 against v2's 0.790 on the same 200 fresh rows, a gain of -0.020 "
+        "(interval -0.060 to +0.020)." in shown
+    )
+    assert "so they do not compare versions" in shown
+    assert "**v2** was champion on roc\\_auc: 0.780 against v1's 0.710" in shown
+    versions = at.dataframe[0].value.set_index("model_version")
+    assert versions.loc["v3", "against_on_shared_rows"] == 0.79 and versions.loc["v3", "roc_auc"] == 0.85
+    decisions = at.dataframe[2].value
+    assert decisions[
+        ["model_version", "champion", "champion_on_shared_rows", "challenger_on_shared_rows"]
+    ].values.tolist() == [
+        ["v3", "v2", 0.79, 0.77],
+        ["v2", "v1", 0.71, 0.78],
+    ]
+
+
+def test_the_champion_now_is_green_and_earlier_ones_grey(open_app: OpenApp, tiny: Tiny) -> None:
+    from dashboard import charts
+
+    at = page(open_app, tiny.catalog, "models")
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert spec["encoding"]["color"]["scale"]["range"] == [charts.CHAMPION_NOW_COLOUR, charts.BASELINE_COLOUR]
+    assert charts.ALERT_COLOUR not in spec["encoding"]["color"]["scale"]["range"]
 
 
 # ------------------------------------------------------------------------------------- empty states

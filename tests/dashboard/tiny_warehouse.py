@@ -2,11 +2,13 @@
 
 Six records in two files, two refused rows, twelve predictions (v1 on arrival, v2 re-scoring all six),
 three label rows (a1's label corrected), three versions (v1 retired, v2 champion, v3 rejected) and two
-monitoring reports (the second with alerts; only its HTML file exists).
+monitoring reports (the second with alerts and one drifted column; only its HTML file exists), and the two
+alert episodes the second report opened.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from warehouse.catalog import build_catalog
-from warehouse.layout import MODELS, MONITORING, open_warehouse
+from warehouse.layout import ALERT_EPISODES, MODELS, MONITORING, open_warehouse
 from warehouse.scoring import refresh_current
 from warehouse.store import Warehouse
 
@@ -158,26 +160,61 @@ def _without_filled(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f for f in schema if f.name not in ("batch_id", "event_on", "monitored_on")])
 
 
+def decision(champion: str, champion_value: float, challenger_value: float, low: float, high: float) -> dict[str, Any]:
+    """A promotion test's numbers, as `retrain` stores them on the decision row."""
+    test = {"metric": "roc_auc", "champion": champion_value, "challenger": challenger_value}
+    return {
+        "metrics_json": json.dumps({"comparison": {"test": test, "champion": {"version": champion}}}),
+        "decision_metric": "roc_auc",
+        "decision_gain": challenger_value - champion_value,
+        "decision_low": low,
+        "decision_high": high,
+        "decision_p_value": 0.01 if low > 0 else 0.6,
+        "decision_rows": 200,
+        "decision_positives": 40,
+    }
+
+
 def models_table() -> pa.Table:
+    """v3 looks best on its own hold-out (0.85) but lost to v2 on the rows both were scored on."""
     v1, v2, v3 = DAY1 - timedelta(hours=1), DAY3 - timedelta(hours=1), DAY3 + timedelta(hours=1)
     return pa.Table.from_pylist(
         [
             model_event("v1", "trained", v1, "trained on the reference data", 0.70),
             model_event("v1", "promoted", v1, "first model: there was no champion", 0.70),
             model_event("v2", "trained", v2, "challenger to v1", 0.80),
-            model_event("v2", "promoted", v2, "promoted: v2 beat v1", 0.80),
+            {
+                **model_event("v2", "promoted", v2, "promoted: v2 beat v1", 0.80),
+                **decision("v1", 0.71, 0.78, 0.02, 0.12),
+            },
             model_event("v1", "retired", v2, "replaced by v2", None),
-            model_event("v3", "trained", v3, "challenger to v2", 0.75),
-            model_event("v3", "rejected", v3, "rejected: v3 lost to v2", 0.75),
+            model_event("v3", "trained", v3, "challenger to v2", 0.85),
+            {
+                **model_event("v3", "rejected", v3, "rejected: v3 lost to v2", 0.85),
+                **decision("v2", 0.79, 0.77, -0.06, 0.02),
+            },
         ],
         schema=_without_filled(MODELS),  # columns an event does not name (the decision's numbers) are null
     )
 
 
 def metric(
-    name: str, value: float, status: str = "info", threshold: float | None = None, column: str | None = None
+    name: str,
+    value: float,
+    status: str = "info",
+    threshold: float | None = None,
+    column: str | None = None,
+    p_value: float | None = None,
 ) -> dict[str, Any]:
-    return {"metric": name, "value": value, "status": status, "threshold": threshold, "column_name": column}
+    return {
+        "metric": name,
+        "value": value,
+        "status": status,
+        "threshold": threshold,
+        "column_name": column,
+        "p_value": p_value,
+        "p_value_threshold": None if p_value is None else 0.05,
+    }
 
 
 def monitoring_table(report_id: str, version: str, at: datetime, path: Path, metrics: list[dict[str, Any]]) -> pa.Table:
@@ -198,7 +235,7 @@ def monitoring_table(report_id: str, version: str, at: datetime, path: Path, met
 FIRST_REPORT = [
     metric("drift_share_features", 0.0, "ok", 0.5),
     metric("drift_share_embedding", 0.0, "ok", 0.5),
-    metric("prediction_drift", 0.05, "ok", 0.1, "score"),
+    metric("prediction_drift", 0.05, "ok", 0.1, "score", p_value=0.71),
     metric("roc_auc", float("nan")),
     metric("estimated_roc_auc", 0.70),
     metric("retrain_due", 0.0),
@@ -206,9 +243,10 @@ FIRST_REPORT = [
 SECOND_REPORT = [
     metric("drift_share_features", 0.75, "alert", 0.5),
     metric("drift_share_embedding", 0.25, "ok", 0.5),
-    metric("column_drift", 0.40, "alert", 0.1, "amount"),
-    metric("column_drift", 0.01, "ok", 0.1, "colour"),
-    metric("prediction_drift", 0.30, "alert", 0.1, "score"),
+    metric("column_drift", 0.40, "alert", 0.1, "amount", p_value=0.0001),
+    metric("column_drift", 0.01, "ok", 0.1, "colour", p_value=0.4),
+    metric("prediction_drift", 0.30, "alert", 0.1, "score", p_value=0.001),
+    metric("cbpe_gap_roc_auc", 0.09, "alert", 0.05),  # a flag on the estimate, not an alert
     metric("roc_auc", 0.80),
     metric("f1", 0.40),
     metric("balanced_accuracy", 0.70),
@@ -253,6 +291,18 @@ def add_reports(store: Warehouse, reports: Path) -> None:
     store.commit("monitoring", "r1", monitoring_table("r1", "v1", DAY2, gone, FIRST_REPORT), partition=f"{DAY2:%F}")
     second = monitoring_table("r2", "v2", DAY3, reports / "r2.html", SECOND_REPORT)
     store.commit("monitoring", "r2", second, partition=f"{DAY3:%F}")
+    store.commit("alert_episodes", "e", episodes_table(), partition=f"{DAY3:%F}")
+
+
+def episodes_table() -> pa.Table:
+    """The second report opened two episodes (drift, prediction drift); drift retrained once."""
+    common = {"model_version": "v2", "report_id": "r2", "window_start": DAY3 - timedelta(days=3), "window_end": DAY3}
+    rows = [
+        {**common, "episode_id": "e1", "alert": "drift", "event": "opened", "event_at": DAY3, "detail": "drift"},
+        {**common, "episode_id": "e1", "alert": "drift", "event": "retrain", "event_at": DAY3, "detail": "retrain"},
+        {**common, "episode_id": "e2", "alert": "prediction_drift", "event": "opened", "event_at": DAY3, "detail": "p"},
+    ]
+    return pa.Table.from_pylist(rows, schema=_without_filled(ALERT_EPISODES))
 
 
 def tiny_warehouse(folder: Path, *, labels: bool = True, reports: bool = True) -> Tiny:

@@ -32,9 +32,39 @@ def test_status_prints_json_counts(project: Project) -> None:
     assert status["records_without_current_prediction"] == 11
     assert status["champion"] is None
     assert status["last_ingest"]["file"] == "a.csv"
+    # One notion of alert, with the drifted columns apart; no monitoring yet, so none of either.
+    assert (status["reports_with_alerts"], status["alert_episodes"], status["open_alerts"]) == (0, 0, [])
+    assert status["drifted_columns_in_latest_report"] == 0 and "alerts" not in status
+
+
+def test_status_reads_the_catalog_without_the_pipeline_libraries(project: Project) -> None:
+    """`scorehouse status` answers in about a second: it loads neither Prefect nor the model or Delta stack."""
+    import subprocess
+    import sys
+
+    project.store()  # the catalog exists, as after any flow
+    heavy = ("prefect", "sklearn", "xgboost", "deltalake", "pandas", "evidently")
+    script = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from flows.cli import app\n"
+        f"result = CliRunner().invoke(app, ['status', '--config', {project.config!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout.strip().splitlines()[-1]) == []
+
+
+def test_status_before_any_warehouse_says_what_to_run_and_creates_nothing(project: Project) -> None:
+    result = runner.invoke(app, ["status", "-c", project.config])
+    _assert_clear_failure(result, "no warehouse catalog", "make demo", "scorehouse init")
+    assert not project.settings.catalog_path.exists()
 
 
 def test_status_of_an_empty_warehouse(project: Project) -> None:
+    assert runner.invoke(app, ["init", "-c", project.config]).exit_code == 0
     result = runner.invoke(app, ["status", "-c", project.config])
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
@@ -168,3 +198,38 @@ def test_promote_records_a_name_even_without_a_user_name(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(getpass, "getuser", no_user)
     assert _who(None).startswith("uid ") and _who("ops") == "ops"
+
+
+def test_the_demo_summary_prints_commands_that_work_from_any_directory() -> None:
+    from flows.cli import _where_to_look
+    from pipeline.config import REPO_ROOT
+
+    status = {
+        "champion": {"version": "v3"},
+        "records": 10,
+        "quarantined_rows": 1,
+        "predictions": 12,
+        "labels": 5,
+        "reports_with_alerts": 3,
+        "alert_episodes": 2,
+        "open_alerts": ["drift"],
+    }
+    summary = {
+        "status": status,
+        "catalog": "/abs/warehouse.duckdb",
+        "decisions": [("v2", "rejected", "no gain"), ("v3", "promoted", "gain")],
+        "reports": ["/abs/r1.html", "/abs/r2.html"],
+        "first_champion": "v1",
+        "config": "/abs/my.toml",
+    }
+    shown = _where_to_look(summary)
+    assert "reports:         2 (3 with alerts)" in shown and "alert episodes:  2 (open now: drift)" in shown
+    commands = [line.strip() for line in shown.split("Look at it")[1].splitlines()[1:] if line.strip()]
+    assert commands and all(
+        c.startswith(
+            ("uvx --from duckdb-cli duckdb -readonly /abs/warehouse.duckdb ", f"uv run --project {REPO_ROOT} ")
+        )
+        or c == f"make -C {REPO_ROOT} dashboard"
+        for c in commands
+    ), commands
+    assert f"uv run --project {REPO_ROOT} scorehouse status --config /abs/my.toml" in commands

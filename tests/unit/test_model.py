@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import Dataset, Model, load_settings
+from pipeline.config import ConfigError, Dataset, Model, load_settings
 from pipeline.metrics import classification_metrics
 from pipeline.model import ScoringModel, fit_embedding, fit_model
 from pipeline.training import binary_target, reference_set, reference_slice, train_and_evaluate
@@ -27,8 +27,9 @@ def test_embedding_has_embedding_size_columns(synthetic: pd.DataFrame, tiny_data
 
 def test_embedding_larger_than_the_features_is_refused(synthetic: pd.DataFrame, tiny_dataset: Dataset) -> None:
     # 2 numeric + 3 one-hot colours = 5 preprocessed columns
-    with pytest.raises(ValueError, match="embedding_size is 6 but the preprocessed features have only 5"):
+    with pytest.raises(ConfigError, match="embedding_size is 6 but the preprocessed features have only 5") as refused:
         fit_embedding(synthetic, tiny_dataset, 6, seed=0)
+    assert "set model.embedding_size to at most 5" in str(refused.value)  # what to do, in the one line
 
 
 def test_scores_are_probabilities_and_labels_follow_the_threshold(

@@ -270,3 +270,32 @@ def test_the_evidently_fields_the_adapter_reads_are_where_it_reads_them(shifted:
     quality = evidently_values(json.loads(shifted.snapshots["quality"].json()))
     labelled = make_frame(seed=2, rows=3000, shift=0.5, labelled_share=0.5).dropna(subset=["target"])
     assert quality[("RocAuc", None)] == pytest.approx(roc_auc_score(labelled["target"], labelled["score"]))
+
+
+def test_the_evidently_project_gets_its_dashboard_and_snapshots_their_version_and_time(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from pipeline.evidently_report import Stamp, numbers_report
+    from pipeline.workspace import DASHBOARD_TAB, PANELS, project_id, publish
+
+    stamp = Stamp(when=datetime(2026, 1, 3, 6, tzinfo=UTC), tags=("v2", "tiny"), metadata={"model_version": "v2"})
+    numbers = numbers_report({"drift_share_features": 0.5, "prediction_drift": 0.2, "roc_auc": float("nan")}, stamp)
+    workspace = tmp_path / "evidently"
+    publish(workspace, "Scorehouse monitoring: tiny", {"r1 numbers": numbers})
+    publish(workspace, "Scorehouse monitoring: tiny", {"r2 numbers": numbers})  # the panels are added once
+
+    from evidently.ui.workspace import Workspace
+
+    project = Workspace(str(workspace)).get_project(project_id("Scorehouse monitoring: tiny"))
+    assert project is not None and project.name == "Scorehouse monitoring: tiny"
+    dashboard = project.dashboard.model()
+    assert [p.title for p in dashboard.panels] == [title for title, _, _ in PANELS]
+    assert [t.title for t in dashboard.tabs] == [DASHBOARD_TAB]
+    assert dashboard.panels[0].values[0].metric_labels == {"column": "drift_share_features"}
+    stored = [json.loads(p.read_text()) for p in workspace.glob("*/snapshots/*.json")]
+    assert len(stored) == 2 and all(s["tags"] == ["v2", "tiny"] for s in stored)
+    assert all(s["timestamp"].startswith("2026-01-03T06:00") for s in stored)
+    columns = {
+        r["metric_value_location"]["metric"]["params"]["column"] for s in stored for r in s["metric_results"].values()
+    }
+    assert columns == {"drift_share_features", "prediction_drift"}  # the undefined ROC AUC is left out

@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from tests.dashboard.tiny_warehouse import DAY2, DAY3, Tiny, empty_warehouse, tiny_warehouse
@@ -99,7 +100,11 @@ def run_every_query(con: duckdb.DuckDBPyConnection) -> None:
     queries.score_rank(con, "v2", 0.5)
     queries.recent_record_ids(con)
     queries.monitoring_series(con)
-    queries.alerts(con, per_column=True)
+    queries.alerts(con)
+    queries.drifted_columns(con)
+    queries.prediction_drift(con)
+    queries.labelled_quality(con, where, "yes")
+    queries.decisions(con)
     queries.reports(con)
     queries.column_drift(con, "r2")
     queries.model_versions(con)
@@ -149,25 +154,35 @@ def test_quarantine_reasons(con: duckdb.DuckDBPyConnection) -> None:
 
 def test_options_are_the_days_versions_and_labels_present(con: duckdb.DuckDBPyConnection) -> None:
     assert queries.prediction_options(con) == queries.PredictionOptions(
-        first_day=date(2026, 1, 1), last_day=date(2026, 1, 3), model_versions=("v1", "v2"), labels=("no", "yes")
+        first_day=date(2026, 1, 1),
+        last_day=date(2026, 1, 3),
+        model_versions=("v1", "v2"),
+        labels=("no", "yes"),  # negative first: "yes" is what a score at or above the threshold predicts
+        positive_label="yes",
     )
 
 
 @pytest.mark.parametrize(
     ("where", "rows"),
     [
-        (PredictionFilter(), 12),
-        (PredictionFilter(model_versions=("v1",)), 6),
-        (PredictionFilter(labels=("yes",)), 7),
-        (PredictionFilter(score_min=0.5, score_max=0.7), 5),  # 0.55, 0.70 (bounds included), 0.60, 0.52, 0.65
-        (PredictionFilter(scored_from=date(2026, 1, 2), scored_to=date(2026, 1, 2)), 3),
-        (PredictionFilter(scored_from=date(2026, 1, 3)), 6),
-        (PredictionFilter(labelled=True), 4),  # a1 and a2, by v1 and v2
-        (PredictionFilter(labelled=False), 8),
-        (PredictionFilter(record_id="b"), 6),
-        (PredictionFilter(record_id="a1"), 2),
-        (PredictionFilter(record_id="A1"), 0),  # ids are matched as they are
-        (PredictionFilter(model_versions=("v1",), labels=("no",), labelled=False), 2),  # b1, b2
+        (PredictionFilter(history=True), 12),
+        (PredictionFilter(history=True, model_versions=("v1",)), 6),
+        (PredictionFilter(history=True, labels=("yes",)), 7),
+        (
+            PredictionFilter(history=True, score_min=0.5, score_max=0.7),
+            5,
+        ),  # 0.55, 0.70 (bounds included), 0.60, 0.52, 0.65
+        (PredictionFilter(history=True, scored_from=date(2026, 1, 2), scored_to=date(2026, 1, 2)), 3),
+        (PredictionFilter(history=True, scored_from=date(2026, 1, 3)), 6),
+        (PredictionFilter(history=True, labelled=True), 4),  # a1 and a2, by v1 and v2
+        (PredictionFilter(history=True, labelled=False), 8),
+        (PredictionFilter(history=True, record_id="b"), 6),
+        (PredictionFilter(history=True, record_id="a1"), 2),
+        (PredictionFilter(history=True, record_id="A1"), 0),  # ids are matched as they are
+        (PredictionFilter(history=True, model_versions=("v1",), labels=("no",), labelled=False), 2),  # b1, b2
+        (PredictionFilter(), 6),  # by default one row per record: its current prediction (v2's)
+        (PredictionFilter(model_versions=("v1",)), 0),  # v1 is no record's current prediction
+        (PredictionFilter(labelled=True), 2),
     ],
 )
 def test_each_filter_narrows_the_rows(con: duckdb.DuckDBPyConnection, where: PredictionFilter, rows: int) -> None:
@@ -185,16 +200,18 @@ def test_filter_values_travel_as_parameters_never_as_sql(con: duckdb.DuckDBPyCon
 
 
 def test_the_histogram_counts_by_bin_and_label(con: duckdb.DuckDBPyConnection) -> None:
-    histogram = queries.score_histogram(con, PredictionFilter(model_versions=("v1",)), bins=10)
+    histogram = queries.score_histogram(con, PredictionFilter(history=True, model_versions=("v1",)), bins=10)
     assert histogram.rows == 6 and histogram.by_label == {"no": 3, "yes": 3}
     assert histogram.mean_score == pytest.approx((0.10 + 0.55 + 0.90 + 0.20 + 0.45 + 0.70) / 6)
     assert histogram.bins["rows"].sum() == 6
     top = histogram.bins[histogram.bins["bin_start"] == 0.9]
     assert top["rows"].tolist() == [1] and top["bin_end"].tolist() == [1.0]  # a score of 1 goes into the last bin
+    assert histogram.thresholds == (0.5,)
 
 
 @pytest.mark.parametrize(
-    ("where", "sizes"), [(PredictionFilter(), [5, 5, 2]), (PredictionFilter(labelled=False), [5, 3, 0])]
+    ("where", "sizes"),
+    [(PredictionFilter(history=True), [5, 5, 2]), (PredictionFilter(history=True, labelled=False), [5, 3, 0])],
 )
 def test_pages_are_newest_first_and_cover_every_row_once(
     con: duckdb.DuckDBPyConnection, where: PredictionFilter, sizes: list[int]
@@ -211,21 +228,41 @@ def test_pages_are_newest_first_and_cover_every_row_once(
 def test_a_page_shows_the_latest_true_label_and_whether_the_prediction_was_right(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
-    page = queries.prediction_page(con, PredictionFilter(record_id="a"), limit=10, offset=0).set_index(
+    page = queries.prediction_page(con, PredictionFilter(history=True, record_id="a"), limit=10, offset=0).set_index(
         ["record_id", "model_version"]
     )
     assert page.loc[("a1", "v1"), "true_label"] == "no"  # the correction wins
-    assert bool(page.loc[("a1", "v1"), "correct"]) is True  # predicted no
-    assert bool(page.loc[("a2", "v2"), "correct"]) is True  # predicted yes, was yes
-    assert page["true_label"].isna()[("a3", "v1")] and page["correct"].isna()[("a3", "v1")]
+    assert page.loc[("a1", "v1"), "verdict"] == "right"  # predicted no, before the label
+    assert page.loc[("a2", "v1"), "verdict"] == "right"  # predicted yes, was yes
+    # v2 re-scored both on day 3, after their labels were known: not judged, whatever it predicted.
+    assert page.loc[("a2", "v2"), "verdict"] == page.loc[("a1", "v2"), "verdict"] == queries.MADE_AFTER_LABEL
+    assert page["true_label"].isna()[("a3", "v1")] and page["verdict"].isna()[("a3", "v1")]
+
+
+def test_labelled_quality_judges_only_predictions_made_before_the_label(con: duckdb.DuckDBPyConnection) -> None:
+    current = queries.labelled_quality(con, PredictionFilter(), "yes")
+    assert (current.judged, current.made_after_label, current.roc_auc) == (0, 2, None)
+    every = queries.labelled_quality(con, PredictionFilter(history=True), "yes")
+    assert (every.judged, every.made_after_label, every.roc_auc) == (2, 2, 1.0)
+    assert every.rates() == {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "balanced_accuracy": 1.0}
+
+
+def test_quality_rates_from_a_confusion_matrix() -> None:
+    matrix = pd.DataFrame(
+        {"predicted": ["yes", "yes", "no", "no"], "actual": ["yes", "no", "yes", "no"], "rows": [3, 1, 2, 4]}
+    )
+    quality = queries.LabelledQuality(matrix=matrix, judged=10, made_after_label=0, positive_label="yes", roc_auc=None)
+    assert quality.rates() == pytest.approx(
+        {"accuracy": 0.7, "precision": 0.75, "recall": 0.6, "balanced_accuracy": (0.6 + 0.8) / 2}
+    )
 
 
 def test_the_csv_export_is_bounded_and_says_so(con: duckdb.DuckDBPyConnection) -> None:
     whole = queries.export_predictions(con, PredictionFilter(model_versions=("v2",)), max_rows=100)
     assert (whole.rows, whole.capped) == (6, False)
     rows = list(csv.DictReader(io.StringIO(whole.data.decode())))
-    assert len(rows) == 6 and {"record_id", "model_version", "score", "true_label", "correct"} <= set(rows[0])
-    capped = queries.export_predictions(con, PredictionFilter(), max_rows=4)
+    assert len(rows) == 6 and {"record_id", "model_version", "score", "true_label", "verdict"} <= set(rows[0])
+    capped = queries.export_predictions(con, PredictionFilter(history=True), max_rows=4)
     assert (capped.rows, capped.capped) == (4, True)
     assert len(list(csv.DictReader(io.StringIO(capped.data.decode())))) == 4
 
@@ -239,6 +276,7 @@ def test_a_record_its_predictions_labels_and_rank(con: duckdb.DuckDBPyConnection
     assert set(stored) - queries.RECORD_METADATA == {"amount", "colour"}
     history = queries.record_predictions(con, "a1")
     assert history[["model_version", "score", "label"]].values.tolist() == [["v1", 0.10, "no"], ["v2", 0.15, "no"]]
+    assert history["verdict"].tolist() == ["right", queries.MADE_AFTER_LABEL]
     assert queries.record_labels(con, "a1")["label"].tolist() == ["no", "yes"]  # the one that counts first
     assert queries.score_rank(con, "v2", 0.15) == 0.0
     assert queries.score_rank(con, "v2", 0.61) == pytest.approx(4 / 6)
@@ -260,13 +298,15 @@ def test_recent_record_ids_are_the_latest_scored(con: duckdb.DuckDBPyConnection)
 
 def test_monitoring_series_reports_and_alerts(con: duckdb.DuckDBPyConnection) -> None:
     series = queries.monitoring_series(con)
-    assert "column_drift" not in set(series["metric"]) and len(series) == 6 + 9
+    assert "column_drift" not in set(series["metric"]) and len(series) == 6 + 10
     reports = queries.reports(con)
     assert reports["report_id"].tolist() == ["r2", "r1"]
     assert reports["alerts"].tolist() == [2, 0] and reports["retrain_due"].tolist() == [True, False]
-    assert reports["alerted"].iloc[0] == "drift_share_features, prediction_drift(score)"
-    assert len(queries.alerts(con)) == 2
-    assert queries.alerts(con, per_column=True)["column_name"].tolist().count("amount") == 1
+    assert reports["alerted"].iloc[0] == "drift, prediction_drift" and reports["drifted_columns"].tolist() == [1, 0]
+    # One notion of alert: neither the drifted column nor the CBPE flag (both in status 'alert') is one.
+    assert queries.alerts(con)["alert"].tolist() == ["drift", "prediction_drift"]
+    assert queries.drifted_columns(con)["column_name"].tolist() == ["amount"]
+    assert queries.prediction_drift(con)["verdict"].tolist() == ["no drift", "drift"]
     drift = queries.column_drift(con, "r2")
     assert drift["column_name"].tolist() == ["amount", "colour"]
 
