@@ -94,19 +94,20 @@ def file_units(files: Sequence[tuple[str, int]], upto: int, scored_at: int, chun
     ]
 
 
-def record_files(store: Warehouse, version: int) -> list[tuple[str, int]]:
-    """(file as `Warehouse.files` names it, rows) for each data file of `records` at `version`, sorted by name."""
-    actions = store.delta("records", version).get_add_actions(flatten=True)
+def record_files(store: Warehouse, version: int, table: str = "records") -> list[tuple[str, int]]:
+    """(file as `Warehouse.files` names it, rows) for each data file of `table` at `version`, sorted by name."""
+    actions = store.delta(table, version).get_add_actions(flatten=True)
     counts = {
         unquote(str(path)): int(rows)
         for path, rows in zip(
             actions.column("path").to_pylist(), actions.column("num_records").to_pylist(), strict=True
         )
     }
-    files = []
-    for name in store.files("records", version):
-        matches = [count for path, count in counts.items() if unquote(name).endswith(path)]
-        files.append((name, matches[0] if matches else 0))
+    root = unquote(store.uri(table)).removeprefix("file://") + "/"
+    files = [
+        (name, counts.get(unquote(name).removeprefix("file://").removeprefix(root), 0))
+        for name in store.files(table, version)
+    ]
     return sorted(files)
 
 
