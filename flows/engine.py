@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 
+CONNECT_TIMEOUT = "30s"  # how long a configured scheduler may take to answer
+
+
 class ClusterError(RuntimeError):
     """The cluster could not be reached, or a unit failed on every attempt."""
 
@@ -136,7 +139,7 @@ def dask_client(compute: Compute) -> Iterator[Client]:
 
     if compute.address:
         try:
-            client = Client(compute.address, timeout="30s")
+            client = Client(compute.address, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as error:
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {compute.address} ({error}): start it "

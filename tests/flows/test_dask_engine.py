@@ -22,6 +22,8 @@ import pyarrow as pa
 import pytest
 from distributed import Client, LocalCluster
 
+from flows import engine
+from flows.engine import ClusterError
 from flows.ingest import ingest
 from flows.monitor import monitor
 from flows.score import ScoreReport, score
@@ -92,9 +94,7 @@ def cycle(project: Project) -> list[ScoreReport]:
     return reports
 
 
-def test_dask_engine_builds_the_same_warehouse_as_the_local_engine(
-    s3: S3Server, cluster: str, tmp_path: Path
-) -> None:
+def test_dask_engine_builds_the_same_warehouse_as_the_local_engine(s3: S3Server, cluster: str, tmp_path: Path) -> None:
     here = s3_project(tmp_path / "local", s3, "same-local")
     there = s3_project(tmp_path / "dask", s3, "same-dask", engine="dask", address=cluster)
 
@@ -135,6 +135,18 @@ def test_a_worker_killed_mid_score_loses_nothing_and_duplicates_nothing(
     assert project.scalar("SELECT count(DISTINCT record_id) FROM predictions") == 1500
     score(project.config)
     assert project.counts()["predictions"] == 1500, "a run after the kill adds nothing"
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = s3_project(tmp_path / "nowhere", s3, "nowhere", engine="dask", address="tcp://127.0.0.1:9")
+    train(project.config)
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", "2s")
+    with pytest.raises(
+        ClusterError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 .*compute\.address"
+    ):
+        score(project.config)
 
 
 def kill_a_busy_worker(address: str, deadline_s: float) -> bool:
