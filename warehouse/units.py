@@ -125,13 +125,13 @@ def read_unit(store: Warehouse, unit: UnitRef, model_version: str, columns: Sequ
         con.register("unit_records", store.files_dataset("records", list(unit.files)))
         con.register("predictions", store.dataset("predictions", unit.scored_at_version))
         selected = ", ".join(f'"{c}"' for c in columns)
-        rows: pa.Table = con.execute(
+        rows: pa.Table = con.sql(
             f"""
             SELECT {selected} FROM unit_records
             ANTI JOIN (SELECT record_id FROM predictions WHERE model_version = $version) p USING (record_id)
             ORDER BY record_id
             """,
-            {"version": model_version},
+            params={"version": model_version},
         ).to_arrow_table()
     finally:
         con.close()
