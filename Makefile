@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 
-.PHONY: help env demo test check format status clean server worker deploy up down reports-ui dashboard bench bench-quick bench-soak calibrate
+.PHONY: help env demo test check format status clean server worker deploy up down reports-ui dashboard bench bench-quick bench-dask bench-soak calibrate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -153,6 +153,9 @@ dashboard: env ## the read-only dashboard on http://127.0.0.1:8501 (foreground; 
 
 bench: env ## benchmark against the bare libraries and a peer pipeline at 1M rows (10M for memory); ~7 min idle, longer loaded
 	$(RUN) python -m bench.run --rows 1000000 --big-rows 10000000
+
+bench-dask: env ## the score flow on a 2-worker Dask LocalCluster vs the local engine, and the bare Dask chain, 1M rows
+	$(RUN) python -m bench.dask_bench --rows 1000000
 
 bench-soak: env ## a cycle and the dashboard after 100 days of the 15-minute schedule vs an empty warehouse; ~25 min
 	$(RUN) python -m bench.soak --days 100

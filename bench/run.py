@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import dask_bench
 from bench.chains import bare_chain, fit_peer, peer_chain
 from bench.generate import generate
 from flows import _environment
@@ -40,10 +42,15 @@ def make_config(folder: Path) -> Path:
     return config
 
 
-def step(steps: str, config: Path) -> dict[str, Any]:
-    """Run flow steps in a fresh process; returns their seconds and the process's peak RSS."""
+def step(steps: str, config: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run flow steps in a fresh process (with `env` added to the environment); returns their seconds and
+    the process's peak RSS."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.task", steps, str(config)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "bench.task", steps, str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     if done.returncode != 0:
         raise RuntimeError(f"bench step {steps} failed:\n{done.stderr[-3000:]}")
@@ -82,6 +89,8 @@ def main() -> None:
     score_small = step("score", small)
     say("monitor on the whole window ...")
     monitor_small = step("monitor", small)
+    say("score flow on a 2-worker Dask LocalCluster, and the bare Dask chain ...")
+    on_dask = dask_bench.measure(small, step, rows, score_small["seconds"]["score"])
 
     settings = load_settings(small)
     from flows.runtime import load_champion, open_store
@@ -132,6 +141,7 @@ def main() -> None:
         "two_writers_over_one": ingest_score_s / pair["seconds"],
         "two_writers_duplicates": pair["duplicates"],
         "two_writers_lost": pair["lost"],
+        **on_dask,
     }
     save(results)
     print_table(results)
@@ -218,6 +228,7 @@ def print_table(r: dict[str, float]) -> None:
     )
     for name, value, note in rows:
         print(f"{name:<28}{value:>22}  {note}")
+    dask_bench.print_lines(r)
 
 
 if __name__ == "__main__":

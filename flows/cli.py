@@ -39,11 +39,12 @@ def _start() -> None:
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Failures a person can fix from the message alone; anything else is a bug and keeps its traceback."""
+    from flows.engine import ClusterError
     from pipeline.artifacts import ArtifactError
     from pipeline.config import ConfigError
     from warehouse.store import CommitError
 
-    return (ConfigError, ArtifactError, CommitError)
+    return (ConfigError, ArtifactError, CommitError, ClusterError)
 
 
 def _fail(error: Exception) -> NoReturn:

@@ -25,16 +25,21 @@ def settings_from(config: str | None) -> Settings:
 
 def open_store(settings: Settings) -> Warehouse:
     """The warehouse, its tables created and its catalog up to date."""
+    store = warehouse_of(settings)
+    store.init()
+    publish(store)
+    return store
+
+
+def warehouse_of(settings: Settings) -> Warehouse:
+    """The warehouse the settings name, as it is (a cluster's worker reads and writes it; nothing is created)."""
     dataset = settings.dataset
-    store = open_warehouse(
+    return open_warehouse(
         settings.warehouse_location,
         {f.name: f.kind for f in dataset.features},
         event_time=dataset.event_time_column is not None,
         catalog=settings.catalog_path,
     )
-    store.init()
-    publish(store)
-    return store
 
 
 def publish(store: Warehouse) -> None:

@@ -79,6 +79,27 @@ def score_unit(store: Warehouse, model: ScoringModel, unit: Unit, number: int, b
     return positives, store.committed_version("predictions")
 
 
+def score_here(store: Warehouse, model: ScoringModel, chunk_rows: int) -> tuple[int, int, int]:
+    """The local engine: plan the units and score them one after another in this process; returns the
+    rows scored, the units committed and the positives predicted."""
+    logger = get_run_logger()
+    scored = chunks = positives = 0
+    for _ in range(scoring.PLAN_ATTEMPTS):
+        try:
+            # Each unit is committed from the snapshot the previous one created (the first from the one the
+            # plan was read at): a run that scored with this model in between makes the commit conflict.
+            base = store.version("predictions")
+            for unit in scoring.pending_units(store, model.version, model.feature_names, chunk_rows):
+                chunks += 1
+                found, base = score_unit(store, model, unit, chunks, base)
+                positives += found
+                scored += unit.rows.num_rows
+            return scored, chunks, positives
+        except Conflict:
+            logger.info("another run scored with %s at the same time; planning again from its watermark", model.version)
+    raise RuntimeError(f"scoring with {model.version} lost {scoring.PLAN_ATTEMPTS} races with other runs; run again")
+
+
 @task(cache_policy=NO_CACHE)
 def refresh_current(store: Warehouse) -> int:
     """Bring `predictions_current` up to date with the new rows of `predictions`; returns how many."""
@@ -98,24 +119,13 @@ def score(config: str | None = None) -> ScoreReport:
     settings = settings_from(config)
     store = open_store(settings)
     model = load_champion(store, settings)
-    scored = chunks = positives = 0
-    for _ in range(scoring.PLAN_ATTEMPTS):
-        try:
-            # Each unit is committed from the snapshot the previous one created (the first from the one the
-            # plan was read at): a run that scored with this model in between makes the commit conflict.
-            base = store.version("predictions")
-            for unit in scoring.pending_units(store, model.version, model.feature_names, settings.scoring.chunk_rows):
-                chunks += 1
-                found, base = score_unit(store, model, unit, chunks, base)
-                positives += found
-                scored += unit.rows.num_rows
-            break
-        except Conflict:
-            logger.info("another run scored with %s at the same time; planning again from its watermark", model.version)
+    if settings.compute.engine == "dask":
+        from flows.engine import score_on_cluster  # imports distributed only when a cluster is asked for
+
+        outcome = score_on_cluster(store, settings, model, utc_now())
+        scored, chunks, positives = outcome.scored, len(outcome.units), outcome.positives
     else:
-        raise RuntimeError(
-            f"scoring with {model.version} lost {scoring.PLAN_ATTEMPTS} races with other runs; run again"
-        )
+        scored, chunks, positives = score_here(store, model, settings.scoring.chunk_rows)
     refresh_current(store)
     publish(store)
     report = ScoreReport(model_version=model.version, scored=scored, chunks=chunks, positives=positives)

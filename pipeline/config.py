@@ -137,6 +137,28 @@ class Scoring(_Strict):
     chunk_rows: int = Field(100_000, ge=1, description="rows embedded and scored at once; bounds memory")
 
 
+class Compute(_Strict):
+    """Where `score` runs its units of work: in the flow's own process, or on a Dask cluster."""
+
+    engine: Literal["local", "dask"] = Field(
+        "local", description="local: units run one after another in the flow; dask: on a Dask cluster"
+    )
+    address: str = Field(
+        "", description="the Dask scheduler, e.g. tcp://scheduler:8786; empty: a LocalCluster started for the run"
+    )
+    workers: int = Field(2, ge=1, description="worker processes of the LocalCluster (when address is empty)")
+    unit_attempts: int = Field(
+        3, ge=1, description="times a unit is submitted before the run fails (a failed or lost unit is retried)"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _scheduler_address(cls, value: str) -> str:
+        if value and "://" not in value:
+            raise ValueError(f"{value!r} is not a scheduler address; write it as tcp://HOST:8786, or leave it empty")
+        return value
+
+
 class Monitoring(_Strict):
     """What the monitor compares, and when it raises an alert."""
 
@@ -263,6 +285,7 @@ class Settings(BaseSettings):
     training: Training
     model: Model = Model()
     scoring: Scoring = Scoring()
+    compute: Compute = Compute()
     monitoring: Monitoring = Monitoring()
     retrain: Retrain = Retrain()
     maintenance: Maintenance = Maintenance()

@@ -49,7 +49,15 @@ class Embedding:
         return np.asarray(self.preprocess.transform(frame), dtype=np.float32)
 
     def project(self, features: np.ndarray) -> np.ndarray:
-        return np.asarray(self.pca.transform(features), dtype=np.float32)
+        """PCA's projection (never whitened here), computed in float64 and rounded to float32.
+
+        A float32 product's last bits depend on how BLAS cuts the batch (its size, the position of the row,
+        the threads): measured, 8 of 429 rows got other float32 embeddings when scored in other units on
+        Dask workers. The float64 product's variations are far below float32's precision, so the rounded
+        vector is the same whichever batch, process or machine scores the row.
+        """
+        centred = np.asarray(features, dtype=np.float64) - self.pca.mean_
+        return np.asarray(centred @ self.pca.components_.T.astype(np.float64), dtype=np.float32)
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self.project(self.features(frame))

@@ -20,11 +20,14 @@ the writer checks its rows again (an append costs milliseconds; a MERGE would re
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Iterator, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -34,8 +37,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction
 
 # How often a commit that lost a race with a commit of other work is tried again (delta-rs retries
 # non-conflicting races itself; these are the logical conflicts).
@@ -217,9 +222,13 @@ class Warehouse:
         schema (a file written before a column was added reads it as null). Nothing is read until it is
         scanned. Plain Parquet files through pyarrow, not delta-rs's dataset: that one's file system
         aborts the interpreter at exit now and then (delta-rs issue 2184)."""
+        return self.files_dataset(name, self.files(name, version))
+
+    def files_dataset(self, name: str, files: Sequence[str]) -> ds.Dataset:
+        """Some data files of the table (as `files` names them), as a lazy Arrow dataset in its schema."""
         # Paths as the file system expects them: `bucket/key` on S3, a plain path on a disk.
-        files = [f.split("://", 1)[1] if "://" in f else f for f in self.files(name, version)]
-        return ds.dataset(files, schema=self.table(name).schema, format="parquet", filesystem=self._filesystem())
+        paths = [f.split("://", 1)[1] if "://" in f else f for f in files]
+        return ds.dataset(paths, schema=self.table(name).schema, format="parquet", filesystem=self._filesystem())
 
     def _filesystem(self) -> pafs.FileSystem | None:
         if not self.remote:
@@ -337,6 +346,48 @@ class Warehouse:
                     f"{table} stores each {t.key} once: commit it from the version its ids were checked at"
                 )
             marks = [*marks, (f"{table}/{t.key}", 0)]
+        conformed = rows
+
+        def append(base: DeltaTable, properties: CommitProperties) -> None:
+            write_deltalake(base, conformed, mode="append", commit_properties=properties)
+
+        return self._commit_once(table, batch, append, marks=marks, read_version=read_version)
+
+    def commit_files(
+        self,
+        table: str,
+        batch: str,
+        actions: Sequence[AddAction],
+        *,
+        marks: Sequence[tuple[str, int]] = (),
+        read_version: int | None = None,
+    ) -> bool:
+        """Publish data files written earlier by `write_files` (in any process) as batch `batch`, with the
+        same exactly-once rules as `commit`. The files were invisible until now; if this is never called
+        (a killed driver, a batch already committed), vacuum removes them. Not for tables with a key."""
+        if self.table(table).key is not None:
+            raise ValueError(f"{table} stores each key once: commit its rows with `commit`")
+        schema = self.table(table).schema
+
+        def add(base: DeltaTable, properties: CommitProperties) -> None:
+            read = int(base.version())
+            base.create_write_transaction(list(actions), mode="append", schema=schema, commit_properties=properties)
+            # Unlike `write_deltalake`, this leaves `base` where it was: find the version the batch created
+            # (the first after `read` that holds it; usually the very next one).
+            base.load_as_version(self._version_holding(table, batch, after=read))
+
+        return self._commit_once(table, batch, add, marks=marks, read_version=read_version)
+
+    def _commit_once(
+        self,
+        table: str,
+        batch: str,
+        write: Callable[[DeltaTable, CommitProperties], None],
+        *,
+        marks: Sequence[tuple[str, int]],
+        read_version: int | None,
+    ) -> bool:
+        """Make one commit of `batch` with `write` unless the batch is already in the log (see `commit`)."""
         transactions = [Transaction(batch, 0), *(Transaction(app, version) for app, version in marks)]
         properties = CommitProperties(app_transactions=transactions, max_commit_retries=20)
         for _ in range(COMMIT_ATTEMPTS):
@@ -345,7 +396,7 @@ class Warehouse:
                 return False
             try:
                 base = latest if read_version is None else self.delta(table, read_version)
-                write_deltalake(base, rows, mode="append", commit_properties=properties)
+                write(base, properties)
                 self._committed[table] = int(base.version())  # delta-rs moves `base` to the version it created
                 return True
             except CommitFailedError as error:
@@ -359,6 +410,48 @@ class Warehouse:
                     "visible; free disk space or fix the storage's permissions and run again."
                 ) from error
         raise CommitError(f"batch {batch} of {table} lost {COMMIT_ATTEMPTS} races with other writers; run again")
+
+    def _version_holding(self, table: str, batch: str, *, after: int) -> int:
+        latest = self.version(table)
+        for version in range(after + 1, latest + 1):
+            if self.delta(table, version).transaction_version(batch) is not None:
+                return version
+        raise CommitError(f"batch {batch} of {table} was committed but no version after {after} holds it")
+
+    def write_files(self, table: str, batch: str, rows: pa.Table, *, partition: str) -> list[AddAction]:
+        """Write `rows` as a data file of `table` without committing it, and return the action that would
+        add it (small: a path, a size, statistics). This is how a worker of a cluster hands its output to
+        the driver without sending rows through the scheduler: the driver commits it with `commit_files`.
+
+        The file name is new on every call (a unit that runs twice writes two files; at most one is ever
+        committed), and never starts with `_` or `.`, so vacuum removes the files nobody committed.
+        """
+        t = self.table(table)
+        rows = self._conform(t, rows, batch, partition)
+        name = f"part-{batch}-{uuid.uuid4().hex}.snappy.parquet"
+        path = f"{self.uri(table)}/{name}"
+        target = path.split("://", 1)[1] if self.remote else path
+        filesystem = self._filesystem() or pafs.LocalFileSystem()
+        if not self.remote:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pq.write_table(rows, target, filesystem=filesystem, compression="snappy")
+            size = filesystem.get_file_info(target).size
+        except (OSError, pa.ArrowException) as error:
+            raise CommitError(
+                f"could not write a file of batch {batch} of {table} under {self.location}: {error}. Nothing of "
+                "it is visible; free disk space or fix the storage's permissions and run again."
+            ) from error
+        return [
+            AddAction(
+                path=name,
+                size=int(size or 0),
+                partition_values={},
+                modification_time=int(time.time() * 1000),
+                data_change=True,
+                stats=file_stats(rows, t.stats_columns),
+            )
+        ]
 
     def committed_version(self, table: str) -> int:
         """The version the last successful `commit` to `table` through this object created: the snapshot a
@@ -375,6 +468,35 @@ class Warehouse:
         if missing:
             raise CommitError(f"a batch of {table.name} lacks columns {missing}")
         return rows.select(table.schema.names).cast(table.schema)
+
+
+def file_stats(rows: pa.Table, columns: Sequence[str]) -> str:
+    """A data file's statistics as the Delta log keeps them: the row count, and min/max/null count of
+    `columns` only (the table's `stats_columns`: never ids or values)."""
+    low: dict[str, object] = {}
+    high: dict[str, object] = {}
+    nulls: dict[str, int] = {}
+    for name in columns:
+        column = rows.column(name)
+        nulls[name] = column.null_count
+        extremes = pc.min_max(column)
+        for out, key in ((low, "min"), (high, "max")):
+            value = extremes[key].as_py()
+            if value is not None:
+                out[name] = _stat_value(value, upper=out is high)
+    return json.dumps({"numRecords": rows.num_rows, "minValues": low, "maxValues": high, "nullCount": nulls})
+
+
+def _stat_value(value: object, *, upper: bool) -> object:
+    """Times at the log's millisecond precision, rounded outwards so the range still holds every value."""
+    if not isinstance(value, datetime):
+        return value
+    micros = value.microsecond % 1000
+    if micros and upper:
+        value = value + timedelta(microseconds=1000 - micros)
+    else:
+        value = value - timedelta(microseconds=micros)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 # Nothing may reach for the network: extensions are never installed or loaded on the fly.

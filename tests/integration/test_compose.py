@@ -32,7 +32,7 @@ COMPOSE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 APP = "/app"  # the image's WORKDIR: where the checkout is, inside the containers
-PROGRAMS = ("prefect", "streamlit", "evidently")
+PROGRAMS = ("prefect", "streamlit", "evidently", "dask")
 # A value for what .env.example leaves empty on purpose (the database password).
 TEST_ONLY = {"POSTGRES_PASSWORD": "test-only-not-a-secret"}
 
@@ -135,7 +135,15 @@ def test_compose_file_is_valid_current_compose_spec() -> None:
     spec = compose()
     assert spec["name"] == "scorehouse"
     assert "version" not in spec  # obsolete in the current specification
-    assert set(spec["services"]) == {"postgres", "prefect-server", "worker", "dashboard", "evidently-ui"}
+    assert set(spec["services"]) == {
+        "postgres",
+        "prefect-server",
+        "worker",
+        "dashboard",
+        "evidently-ui",
+        "dask-scheduler",
+        "dask-worker",
+    }
     for name, body in spec["services"].items():
         for dependency in body.get("depends_on", {}):
             assert dependency in spec["services"], f"{name} depends on an unknown service {dependency}"
@@ -173,7 +181,7 @@ def test_ports_are_the_local_stacks_and_bound_to_loopback_by_default() -> None:
     }
     for name, port in expected.items():
         assert published(name) == [("127.0.0.1", port, port)], name
-    for name in ("postgres", "worker"):
+    for name in ("postgres", "worker", "dask-scheduler", "dask-worker"):
         assert published(name) == [], f"{name} publishes a port"
     # Without BIND_ADDRESS set at all, the default is loopback too.
     bare = interpolate(COMPOSE.read_text(), TEST_ONLY)
@@ -230,6 +238,27 @@ def test_volumes_are_shared_as_the_local_folders_are() -> None:
     assert mounts("prefect-server") == {"prefect-home": f"{APP}/.run/prefect"}  # the image's PREFECT_HOME
     assert "PREFECT_HOME=/app/.run/prefect" in DOCKERFILE.read_text()
     assert set(compose()["volumes"]) == {"postgres", "prefect-home", "data", "artifacts", "workspace"}
+
+
+def test_the_dask_cluster_serves_score_and_scales() -> None:
+    """The Prefect worker's flows score on the compose network's scheduler; workers scale with --scale (no
+    fixed name, no published port) and see the warehouse and models at the paths the flows use."""
+    scheduler = program_args(service("dask-scheduler")["command"])
+    worker = program_args(service("dask-worker")["command"])
+    assert scheduler[:2] == ["dask", "scheduler"] and value_of(scheduler, "--host") == "0.0.0.0"
+    port = value_of(scheduler, "--port")
+    address = f"tcp://dask-scheduler:{port}"
+    assert worker[:3] == ["dask", "worker", address]
+    assert value_of(worker, "--nthreads") == "1"
+    environment = service("worker")["environment"]
+    assert environment["SCOREHOUSE_COMPUTE__ADDRESS"] == address
+    assert environment["SCOREHOUSE_COMPUTE__ENGINE"] == env_example()["SCOREHOUSE_COMPUTE__ENGINE"] == "dask"
+    assert service("worker")["depends_on"]["dask-scheduler"]["condition"] == "service_healthy"
+    for name in ("dask-scheduler", "dask-worker"):
+        assert "container_name" not in service(name), f"{name} cannot be scaled with a fixed name"
+    assert mounts("dask-worker") == {"data": f"{APP}/data", "artifacts": f"{APP}/artifacts"}
+    # The programs exist in the image's environment (the same lock as here).
+    assert shutil.which("dask", path=str(REPO_ROOT / ".venv" / "bin"))
 
 
 def test_the_image() -> None:

@@ -60,6 +60,21 @@ def test_scoring_a_row_alone_or_in_a_batch_gives_the_same_result(fitted: Scoring
     np.testing.assert_allclose(part_vectors, whole_vectors[[7]], rtol=1e-5, atol=1e-6)
 
 
+def test_a_rows_embedding_is_the_same_to_the_bit_in_any_batch() -> None:
+    """Units of different sizes (other workers, other engines) must store the same vector for a row: a
+    float32 matrix product does not guarantee it (checked below on the same data), the projection does."""
+    from sklearn.decomposition import PCA
+
+    from pipeline.model import Embedding
+
+    rows = np.random.default_rng(0).normal(size=(3000, 60)).astype(np.float32)
+    embedding = Embedding(preprocess=None, pca=PCA(8, random_state=1).fit(rows))  # type: ignore[arg-type]
+    in_batches = np.vstack([embedding.project(rows[i : i + 37]) for i in range(0, len(rows), 37)])
+
+    assert np.array_equal(embedding.project(rows), in_batches)
+    assert np.allclose(embedding.project(rows), embedding.pca.transform(rows), atol=1e-5)
+
+
 def test_the_same_seed_fits_the_same_model(
     synthetic: pd.DataFrame, tiny_dataset: Dataset, tiny_model_settings: Model, fitted: ScoringModel
 ) -> None:

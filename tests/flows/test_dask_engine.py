@@ -1,0 +1,163 @@
+"""`[compute] engine = "dask"`: score's units on a real Dask cluster, against a real S3 server.
+
+A LocalCluster of 2 worker processes and SeaweedFS on loopback. The same input goes through
+train → ingest → score → ingest → score → monitor once with the local engine and once on the cluster
+(two warehouses on the same S3 server); every table must hold the same rows, scores to the last bit.
+Then a worker process is SIGKILLed while it scores a unit: the run finishes on the remaining worker (and
+the one its nanny restarts), and the counts are exact, with no duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from distributed import Client, LocalCluster
+
+from flows import engine
+from flows.engine import ClusterError
+from flows.ingest import ingest
+from flows.monitor import monitor
+from flows.score import ScoreReport, score
+from flows.train import train
+from tests.conftest import repo_config_document, write_toml
+from tests.flows.conftest import Project, arrivals, synthetic_arrivals
+from tests.s3server import S3Server, seaweedfs
+
+UNIT_ROWS = 100  # small units: several per run, so ordering and commits between units are exercised
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server, pytest.MonkeyPatch.context() as env:
+        for name, value in server.environment().items():
+            env.setenv(name, value)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(s3: S3Server) -> Iterator[str]:
+    """A real cluster: a scheduler and 2 worker processes (started after the AWS_* variables are set: the
+    workers inherit them, as workers of a real cluster are given them)."""
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+        yield str(local.scheduler_address)
+
+
+def s3_project(folder: Path, s3: S3Server, prefix: str, **compute: Any) -> Project:
+    document = repo_config_document(chunk_rows=UNIT_ROWS)
+    document["paths"] = {"warehouse": f"s3://{s3.bucket}/{prefix}"}
+    if compute:
+        document["compute"] = compute
+    folder.mkdir(parents=True, exist_ok=True)
+    return Project(folder=folder, config_path=write_toml(folder / "scorehouse.toml", document))
+
+
+# Columns that hold when or where a run happened, not what it computed: times, days, batch ids (the local
+# full pass cuts units in DuckDB's streaming order), and the monitor's report id and file.
+RUN_COLUMNS = ("batch_id", "report_id", "report_path")
+
+
+def comparable(project: Project, table: str) -> pd.DataFrame:
+    """The table's rows without run-time columns, in one order, embeddings as tuples."""
+    frame = project.store().dataset(table).to_table()
+    keep = [
+        f.name
+        for f in frame.schema
+        if not pa.types.is_timestamp(f.type) and not f.name.endswith("_on") and f.name not in RUN_COLUMNS
+    ]
+    out = frame.select(keep).to_pandas()
+    for name in out.columns:
+        if out[name].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any():
+            out[name] = out[name].map(lambda v: None if v is None else tuple(v))
+    return out.sort_values(list(out.columns)).reset_index(drop=True)
+
+
+def cycle(project: Project) -> list[ScoreReport]:
+    first = arrivals(250)
+    first.loc[3, "int_rate"] = "abc"  # quarantined, the same way by both
+    project.drop_csv(first, "a.csv")
+    train(project.config)
+    ingest(project.config)
+    reports = [score(project.config)]  # a new champion: the full pass
+    project.drop_csv(arrivals(180, start=4250), "b.csv")
+    ingest(project.config)
+    reports.append(score(project.config))  # from the watermark: the new records' commits
+    monitor(project.config)
+    return reports
+
+
+def test_dask_engine_builds_the_same_warehouse_as_the_local_engine(s3: S3Server, cluster: str, tmp_path: Path) -> None:
+    here = s3_project(tmp_path / "local", s3, "same-local")
+    there = s3_project(tmp_path / "dask", s3, "same-dask", engine="dask", address=cluster)
+
+    local_reports = cycle(here)
+    dask_reports = cycle(there)
+
+    assert [r.scored for r in dask_reports] == [r.scored for r in local_reports] == [249, 180]
+    assert dask_reports[0].chunks >= 2, "the full pass ran as several units (one per group of records files)"
+    assert [r.positives for r in dask_reports] == [r.positives for r in local_reports]
+    store = here.store()
+    for table in store.tables:
+        expected, actual = comparable(here, table), comparable(there, table)
+        assert len(actual) == len(expected), table
+        pd.testing.assert_frame_equal(actual, expected, check_exact=True, obj=table)
+    assert len(comparable(there, "predictions")) == 429
+    assert there.scalar("SELECT count(DISTINCT record_id) FROM predictions") == 429
+
+
+def test_a_worker_killed_mid_score_loses_nothing_and_duplicates_nothing(
+    s3: S3Server, cluster: str, tmp_path: Path
+) -> None:
+    project = s3_project(tmp_path / "kill", s3, "kill-dask", engine="dask", address=cluster)
+    project.drop_csv(synthetic_arrivals(1500, "K"), "many.csv")
+    train(project.config)
+    ingest(project.config)
+    records = project.counts()["records"]
+
+    outcome: dict[str, Any] = {}
+    run = threading.Thread(target=lambda: outcome.update(report=score(project.config)))
+    run.start()
+    killed = kill_a_busy_worker(cluster, deadline_s=240)
+    run.join(timeout=600)
+
+    assert killed, "no worker was seen scoring a unit"
+    assert not run.is_alive() and "report" in outcome, "the score run did not finish on the remaining workers"
+    counts = project.counts()
+    assert counts["predictions"] == counts["predictions_current"] == records == 1500
+    assert project.scalar("SELECT count(DISTINCT record_id) FROM predictions") == 1500
+    score(project.config)
+    assert project.counts()["predictions"] == 1500, "a run after the kill adds nothing"
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = s3_project(tmp_path / "nowhere", s3, "nowhere", engine="dask", address="tcp://127.0.0.1:9")
+    train(project.config)
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", "2s")
+    with pytest.raises(
+        ClusterError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 .*compute\.address"
+    ):
+        score(project.config)
+
+
+def kill_a_busy_worker(address: str, deadline_s: float) -> bool:
+    """SIGKILL the process of a worker while it runs a score unit; True once done."""
+    with Client(address) as client:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            busy = [worker for worker, keys in client.processing().items() if any("run_unit" in str(k) for k in keys)]
+            if busy:
+                pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                return True
+            time.sleep(0.05)
+    return False
