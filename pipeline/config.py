@@ -134,6 +134,18 @@ class Scoring(_Strict):
     chunk_rows: int = Field(100_000, ge=1, description="rows embedded and scored at once; bounds memory")
 
 
+class Explain(_Strict):
+    """Per-prediction explanations, written with each score (see pipeline/explain.py)."""
+
+    enabled: bool = Field(True, description="store each prediction's contributions and reason codes with its score")
+    top_k: int = Field(
+        4, ge=0, le=50, description="reason codes kept per prediction (the largest that raised the score)"
+    )
+    approximate: bool = Field(
+        False, description="Saabas path contributions instead of exact TreeSHAP (only faster for deep trees)"
+    )
+
+
 class Monitoring(_Strict):
     """What the monitor compares, and when it raises an alert."""
 
@@ -260,6 +272,7 @@ class Settings(BaseSettings):
     training: Training
     model: Model = Model()
     scoring: Scoring = Scoring()
+    explain: Explain = Explain()
     monitoring: Monitoring = Monitoring()
     retrain: Retrain = Retrain()
     maintenance: Maintenance = Maintenance()

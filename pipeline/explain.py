@@ -44,15 +44,22 @@ __all__ = [
     "explain",
     "feature_origins",
     "global_importance",
+    "no_explanations",
     "reason_text",
     "score_and_explain",
     "to_arrow",
     "tree_contributions",
 ]
 
+# The type of one reason code in Arrow (the predictions table's `reasons` items).
 REASON_TYPE = pa.struct(
     [pa.field("feature", pa.string()), pa.field("contribution", pa.float64()), pa.field("value", pa.string())]
 )
+EXPLANATION_TYPES = {
+    "base_value": pa.float64(),
+    "contributions": pa.list_(pa.float32()),
+    "reasons": pa.list_(REASON_TYPE),
+}
 
 
 @dataclass(frozen=True)
@@ -386,6 +393,11 @@ def to_arrow(explanations: Explanations) -> dict[str, pa.Array]:
         "contributions": pa.FixedSizeListArray.from_arrays(flat, count).cast(pa.list_(pa.float32())),
         "reasons": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), reasons, type=pa.list_(REASON_TYPE)),
     }
+
+
+def no_explanations(rows: int) -> dict[str, pa.Array]:
+    """The explanation columns of `rows` predictions made without explanations: nulls."""
+    return {name: pa.nulls(rows, type_) for name, type_ in EXPLANATION_TYPES.items()}
 
 
 def global_importance(
