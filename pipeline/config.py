@@ -51,6 +51,8 @@ class Feature(_Strict):
     min: float | None = Field(None, description="smallest allowed value (numeric only)")
     max: float | None = Field(None, description="largest allowed value (numeric only)")
     allowed: list[str] | None = Field(None, description="allowed values (categorical only)")
+    label: str | None = Field(None, description="the feature in words, for reason codes (default: its name)")
+    unit: str | None = Field(None, description="the unit its values are in, for reason codes, e.g. %")
 
     @model_validator(mode="after")
     def _rules_fit_kind(self) -> Feature:

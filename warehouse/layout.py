@@ -172,6 +172,11 @@ REASON = pa.struct([("feature", pa.string()), ("contribution", pa.float64()), ("
 
 
 EXPLANATION_COLUMNS = ("base_value", "contributions", "reasons")  # null when a prediction was not explained
+OPTIONAL_COLUMNS = {
+    "predictions": EXPLANATION_COLUMNS,
+    "predictions_current": EXPLANATION_COLUMNS,
+    "reference": ("contributions",),
+}
 
 
 def predictions_schema() -> pa.Schema:
@@ -207,6 +212,8 @@ def reference_schema(features: Mapping[str, FeatureKind]) -> pa.Schema:
             pa.field("embedding", pa.list_(pa.float32())),
             pa.field("score", pa.float64()),
             pa.field("batch_id", pa.string()),
+            # Each row's contributions, as in `predictions` (added later: null for versions trained before).
+            pa.field("contributions", pa.list_(pa.float32())),
         ]
     )
 
@@ -264,7 +271,7 @@ def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) 
             schema=t.schema,
             key=t.key,
             stats_columns=_STATS[t.name],
-            optional=EXPLANATION_COLUMNS if t.name.startswith("predictions") else (),
+            optional=OPTIONAL_COLUMNS.get(t.name, ()),
         )
         for t in tables
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, ui
+from dashboard import charts, explanations, ui
 from dashboard.data import ask
 from warehouse import queries
 
@@ -106,6 +106,7 @@ def render() -> None:
     champions(ask(queries.champion_periods))
     decisions(ask(queries.decisions))
     events(ask(queries.registry_events))
+    explanations.importance()
 
 
 render()
