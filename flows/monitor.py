@@ -107,6 +107,7 @@ def load_window(store: Warehouse, settings: Settings, version: str, days: int, a
             ),
             window_rows AS (
                 SELECT r.record_id, {_quoted(dataset.feature_names)}, p.embedding, p.score,
+                       p.contributions, p.reasons[1].feature AS top_reason,
                        CASE f.label WHEN $positive THEN 1.0 WHEN $negative THEN 0.0 END AS target
                 FROM records r JOIN scored p USING (record_id) LEFT JOIN feedback_current f USING (record_id)
                 WHERE {column} >= $start AND {column} <= $end
@@ -134,12 +135,25 @@ def load_reference_set(store: Warehouse, settings: Settings, version: str) -> pd
     with store.connect() as con:
         return con.execute(
             f"""
-            SELECT record_id, {_quoted(dataset.feature_names)}, embedding, score,
+            SELECT record_id, {_quoted(dataset.feature_names)}, embedding, score, contributions,
                    CASE WHEN split = 'holdout' THEN (target = $positive)::DOUBLE END AS target
             FROM reference WHERE model_version = $version ORDER BY record_id
             """,
             {"version": version, "positive": dataset.classes[1]},
         ).df()
+
+
+def explanation_rows(settings: Settings, window: pd.DataFrame, reference: pd.DataFrame) -> list[Any]:
+    """The explanation metrics of the window (pipeline/explanation_drift.py); removes the explanation
+    columns from both frames, which the drift and quality measures do not read."""
+    from pipeline.explanation_drift import explanation_metrics  # imports the monitoring stack: only here
+
+    return explanation_metrics(
+        settings.dataset.feature_names,
+        list(window.pop("contributions")),
+        list(window.pop("top_reason")),
+        list(reference.pop("contributions")),
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -346,6 +360,7 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
         return MonitorOutcome(report_id, str(report_path), [], nothing, False)
 
     reference = load_reference_set(store, settings, version)
+    explained = explanation_rows(settings, window.rows, reference)  # takes their explanation columns out
     result = measure(reference, window.rows.copy(), settings, threshold)
     now = utc_now()
     step = step_episodes(store, settings, result, report_id, now)
@@ -366,6 +381,7 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
             detail=f"window rows left out because {version} trained on them or they are its hold-out",
         ),
         MetricValue("retrain_due", float(due.due), status="info", sample_size=new_labels, detail=due.summary),
+        *explained,
     ]
     common = {
         "report_id": report_id,

@@ -11,6 +11,7 @@ may change: the dashboard is read-only.
 from __future__ import annotations
 
 import csv
+import re
 import os
 import socket
 import subprocess
@@ -218,6 +219,8 @@ def browse_every_page(page: Any, url: str, expected: Expected) -> None:
 
     visit(page, f"{url}/record?record_id={record_id}", "Every prediction made for it", "Its features, as ingested")
     page.get_by_text(f"scored it {score:.4f}: predicted {label}").wait_for(timeout=WAIT_MS)
+    page.get_by_text("Why this score").wait_for(timeout=WAIT_MS)  # its explanation, read from the warehouse
+    page.get_by_text(re.compile("raised the risk|No feature raised")).first.wait_for(timeout=WAIT_MS)
     shoot(page, "record")
 
     visit(page, f"{url}/monitoring", "Latest report", "Drift share", "Evidently reports", "Show the report here")
