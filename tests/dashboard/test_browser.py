@@ -11,8 +11,8 @@ may change: the dashboard is read-only.
 from __future__ import annotations
 
 import csv
-import re
 import os
+import re
 import socket
 import subprocess
 import sys
