@@ -21,6 +21,7 @@ Deeper models, dart boosters and categorical splits are left to XGBoost (`compil
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from math import factorial
 from typing import Any
@@ -32,6 +33,7 @@ from xgboost import DMatrix, XGBClassifier
 __all__ = ["MAX_INTERNAL_NODES", "TreeTables", "compile_tables", "contributions", "regrouped"]
 
 MAX_INTERNAL_NODES = 7  # a full tree of depth 3: 128 patterns (one byte) and at most 128 subsets per tree
+THREADS = 2  # as the classifier's n_jobs (pipeline/model.py)
 BLOCK_ROWS = 8_192  # rows per gather: bounds the (nodes × rows) temporaries to tens of MB
 
 
@@ -115,29 +117,42 @@ def regrouped(tables: TreeTables, groups: np.ndarray, count: int) -> TreeTables:
     return replace(tables, width=count, slot_columns=sp.csr_matrix(membership @ tables.slot_columns))
 
 
-def contributions(tables: TreeTables, x: np.ndarray) -> np.ndarray:
+def contributions(tables: TreeTables, x: np.ndarray, threads: int = THREADS) -> np.ndarray:
     """Each row's contribution of each input column, plus the bias as the last column (float64), as
-    XGBoost's `pred_contribs` gives them; computed in blocks of `BLOCK_ROWS` rows.
-
-    Rows are laid out as columns (input columns × rows) so that every gather copies whole rows."""
+    XGBoost's `pred_contribs` gives them; computed in blocks of `BLOCK_ROWS` rows on `threads` threads
+    (numpy releases the GIL in each step; XGBoost's `predict` uses the same number of threads)."""
     out = np.empty((x.shape[0], tables.width + 1))
     out[:, -1] = tables.bias
+    starts = range(0, x.shape[0], BLOCK_ROWS)
+    if threads <= 1 or len(starts) <= 1:
+        for start in starts:
+            _block(tables, x, out, start)
+        return out
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda start: _block(tables, x, out, start), starts))
+    return out
+
+
+def _block(tables: TreeTables, x: np.ndarray, out: np.ndarray, start: int) -> None:
+    """Rows `start`..`start + BLOCK_ROWS` into `out`. Rows are laid out as columns (input columns × rows)
+    so that every gather copies whole rows."""
     trees, nodes = tables.node_features.shape
     slots = tables.slot_columns.shape[1] // max(trees, 1)
-    offsets = (np.arange(trees * slots, dtype=np.intp) * tables.patterns).reshape(trees, slots, 1)
-    for start in range(0, x.shape[0], BLOCK_ROWS):
-        block = np.ascontiguousarray(np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float32).T)
-        pattern = np.zeros((trees, block.shape[1]), dtype=np.uint8)  # bit j: the row went left at node j
-        for j in range(nodes):
-            values = block[tables.node_features[:, j]]
-            left = values < tables.thresholds[:, j, None]
-            missing = np.isnan(values)
-            if missing.any():
-                left = np.where(missing, tables.default_left[:, j, None], left)
-            pattern |= left.view(np.uint8) << j
-        gathered = np.take(tables.table, offsets + pattern[:, None, :]).reshape(trees * slots, -1)
-        out[start : start + block.shape[1], :-1] = (tables.slot_columns @ gathered).T
-    return out
+    per_tree = tables.table.reshape(trees, slots, tables.patterns)
+    block = np.ascontiguousarray(np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float32).T)
+    rows = block.shape[1]
+    missing_somewhere = bool(np.isnan(block).any())
+    pattern = np.zeros((trees, rows), dtype=np.uint8)  # bit j: the row went left at node j
+    for j in range(nodes):
+        values = block[tables.node_features[:, j]]
+        left = values < tables.thresholds[:, j, None]
+        if missing_somewhere:
+            left = np.where(np.isnan(values), tables.default_left[:, j, None], left)
+        pattern |= left.view(np.uint8) << j
+    gathered = np.empty((trees, slots, rows), dtype=np.float32)
+    for tree in range(trees):  # one small take per tree: 3-4x faster than one take of a huge index
+        np.take(per_tree[tree], pattern[tree], axis=1, out=gathered[tree])
+    out[start : start + rows, :-1] = (tables.slot_columns @ gathered.reshape(trees * slots, rows)).T
 
 
 # ------------------------------------------------------------------------------------------ one tree
