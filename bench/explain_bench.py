@@ -6,9 +6,10 @@ made one chunk at a time, outside the timings; each chunk is then scored three w
 order so that none always runs first:
 
 - plain: to pandas, `model.score`, the predictions columns as Arrow (what the score flow does per chunk);
-- exact: plain, then `explain` and `to_arrow` (TreeSHAP);
+- exact: plain, then `Explainer.explain` and `to_arrow` (TreeSHAP);
 - approximate: the same with `approximate=True`;
-- exact_once, approximate_once: `score_and_explain`, which preprocesses the chunk once for both.
+- exact_once, approximate_once: `Explainer.score_and_explain`, which preprocesses the chunk once for
+  both (what the score flow does).
 
 Storage and Prefect are left out, so the ratios are a lower bound for the score flow's. The first
 chunk is also taken apart step by step (`cost_*` seconds), to show where the time goes.
@@ -30,44 +31,42 @@ import pyarrow as pa
 
 from bench.generate import bootstrap_chunk
 from pipeline.config import Settings, load_settings
-from pipeline.explain import explain, score_and_explain, to_arrow, tree_contributions
+from pipeline.explain import Explainer, explain, to_arrow, tree_contributions
 from pipeline.model import ScoringModel, classifier_input, fit_model
 from pipeline.training import binary_target, reference_slice
 
 Variant = Callable[[ScoringModel, pa.Table], dict[str, pa.Array]]
 
 
-def plain(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
-    return _predictions(model, chunk.to_pandas())
+def variants(model: ScoringModel) -> dict[str, Variant]:
+    """Each way of scoring a chunk; the explainers are prepared once, as the score flow prepares its own."""
+    exact_explainer = Explainer.of(model)
+    approximate_explainer = Explainer.of(model, approximate=True)
 
+    def plain(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
+        return _predictions(model, chunk.to_pandas())
 
-def exact(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
-    frame = chunk.to_pandas()
-    return _predictions(model, frame) | to_arrow(explain(model, frame))
+    def with_explainer(explainer: Explainer) -> Variant:
+        def run(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
+            frame = chunk.to_pandas()
+            return _predictions(model, frame) | to_arrow(explainer.explain(frame))
 
+        return run
 
-def approximate(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
-    frame = chunk.to_pandas()
-    return _predictions(model, frame) | to_arrow(explain(model, frame, approximate=True))
+    def once(explainer: Explainer) -> Variant:
+        def run(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
+            scores, labels, vectors, explanations = explainer.score_and_explain(chunk.to_pandas())
+            return _columns(scores, labels, vectors) | to_arrow(explanations)
 
+        return run
 
-def exact_once(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
-    scores, labels, vectors, explanations = score_and_explain(model, chunk.to_pandas())
-    return _columns(scores, labels, vectors) | to_arrow(explanations)
-
-
-def approximate_once(model: ScoringModel, chunk: pa.Table) -> dict[str, pa.Array]:
-    scores, labels, vectors, explanations = score_and_explain(model, chunk.to_pandas(), approximate=True)
-    return _columns(scores, labels, vectors) | to_arrow(explanations)
-
-
-VARIANTS: dict[str, Variant] = {
-    "plain": plain,
-    "exact": exact,
-    "approximate": approximate,
-    "exact_once": exact_once,
-    "approximate_once": approximate_once,
-}
+    return {
+        "plain": plain,
+        "exact": with_explainer(exact_explainer),
+        "approximate": with_explainer(approximate_explainer),
+        "exact_once": once(exact_explainer),
+        "approximate_once": once(approximate_explainer),
+    }
 
 
 def _predictions(model: ScoringModel, frame: pd.DataFrame) -> dict[str, pa.Array]:
@@ -97,18 +96,19 @@ def explain_over_plain(rows: int, chunk_rows: int, settings: Settings | None = N
     settings = settings or load_settings()
     model = bench_model(settings)
     sample = pd.read_csv(settings.reference_path)
-    seconds = dict.fromkeys(VARIANTS, 0.0)
+    prepared = variants(model)
+    seconds = dict.fromkeys(prepared, 0.0)
     peaks: dict[str, float] = {}
     costs: dict[str, float] = {}
     for number, start in enumerate(range(0, rows, chunk_rows)):
         chunk = bootstrap_chunk(sample, settings, start, min(chunk_rows, rows - start), seed=number)
         if number == 0:
             costs = cost_breakdown(model, chunk)
-            peaks = {name: _traced_peak_mb(variant, model, chunk) for name, variant in VARIANTS.items()}
-        names = list(VARIANTS)
+            peaks = {name: _traced_peak_mb(variant, model, chunk) for name, variant in prepared.items()}
+        names = list(prepared)
         for name in names[number % len(names) :] + names[: number % len(names)]:
             begin = time.perf_counter()
-            VARIANTS[name](model, chunk)
+            prepared[name](model, chunk)
             seconds[name] += time.perf_counter() - begin
     return {
         "rows": float(rows),
@@ -132,9 +132,13 @@ def cost_breakdown(model: ScoringModel, chunk: pa.Table) -> dict[str, float]:
     model.classifier.predict_proba(x)
     clock.lap("predict_proba")
     tree_contributions(model.classifier, x)
-    clock.lap("tree_contributions_exact")
+    clock.lap("xgboost_contributions_exact")
     tree_contributions(model.classifier, x, approximate=True)
-    clock.lap("tree_contributions_approximate")
+    clock.lap("xgboost_contributions_approximate")
+    explainer = Explainer.of(model)
+    clock.lap("prepare_tables")
+    explainer.explain_input(frame[model.feature_names], x)
+    clock.lap("explain_exact_tables")
     explanations = explain(model, frame)
     clock.lap("explain_exact")
     to_arrow(explanations)

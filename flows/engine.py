@@ -43,7 +43,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import artifact_path, warehouse_of
 from pipeline.artifacts import load_version
-from pipeline.config import Compute, Settings
+from pipeline.config import Compute, Explain, Settings
+from pipeline.explain import Explainer
 from pipeline.model import ScoringModel
 from warehouse import scoring, units
 from warehouse.registry import registered
@@ -103,6 +104,14 @@ def _model(folder: str, sha256: tuple[tuple[str, str], ...]) -> ScoringModel:
     return load_version(Path(folder), dict(sha256))
 
 
+@functools.lru_cache(maxsize=4)
+def _explainer(folder: str, sha256: tuple[tuple[str, str], ...], settings: Explain) -> Explainer | None:
+    """The model's explainer, prepared once per worker process, as the local engine prepares it once per run."""
+    from flows.score import explainer_for
+
+    return explainer_for(_model(folder, sha256), settings)
+
+
 def run_unit(job: ScoreJob, unit: UnitRef) -> UnitResult:
     """Score one unit where it runs: read its rows, score them, write them as an uncommitted file."""
     from flows.score import chunk_batch_id, predictions_table  # the same rows as the local engine
@@ -115,7 +124,8 @@ def run_unit(job: ScoreJob, unit: UnitRef) -> UnitResult:
     actions: list[AddAction] = []
     positives = 0
     if rows.num_rows:  # an empty unit commits no file: its commit only records the watermark
-        table = predictions_table(model, rows, job.scored_at)
+        explainer = _explainer(job.model_folder, job.sha256, job.settings.explain)
+        table = predictions_table(model, rows, job.scored_at, explainer)
         actions = store.write_files("predictions", batch, table, partition=job.scored_at.date().isoformat())
         positives = int(np.sum(table.column("label").to_numpy(zero_copy_only=False) == model.classes[1]))
     return UnitResult(

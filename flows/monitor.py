@@ -108,6 +108,7 @@ def load_window(store: Warehouse, settings: Settings, version: str, days: int, a
             ),
             window_rows AS (
                 SELECT r.record_id, {_quoted(dataset.feature_names)}, p.embedding, p.score,
+                       p.contributions, p.reasons[1].feature AS top_reason,
                        CASE f.label WHEN $positive THEN 1.0 WHEN $negative THEN 0.0 END AS target
                 FROM records r JOIN scored p USING (record_id) LEFT JOIN feedback_current f USING (record_id)
                 WHERE {column} >= $start AND {column} <= $end
@@ -135,7 +136,7 @@ def load_reference_set(store: Warehouse, settings: Settings, version: str) -> pd
     with store.connect() as con:
         return con.execute(
             f"""
-            SELECT record_id, {_quoted(dataset.feature_names)}, embedding, score,
+            SELECT record_id, {_quoted(dataset.feature_names)}, embedding, score, contributions,
                    CASE WHEN split = 'holdout' THEN (target = $positive)::DOUBLE END AS target
             FROM reference WHERE model_version = $version ORDER BY record_id
             """,
@@ -143,7 +144,19 @@ def load_reference_set(store: Warehouse, settings: Settings, version: str) -> pd
         ).df()
 
 
-@task(cache_policy=NO_CACHE)
+def explanation_rows(settings: Settings, window: pd.DataFrame, reference: pd.DataFrame) -> list[Any]:
+    """The explanation metrics of the window (pipeline/explanation_drift.py); removes the explanation
+    columns from both frames, which the drift and quality measures do not read."""
+    from pipeline.explanation_drift import explanation_metrics  # imports the monitoring stack: only here
+
+    return explanation_metrics(
+        settings.dataset.feature_names,
+        list(window.pop("contributions")),
+        list(window.pop("top_reason")),
+        list(reference.pop("contributions")),
+    )
+
+
 def snapshot_stamp(settings: Settings, window: Window, version: str) -> Stamp:
     """The Evidently UI files a report's snapshots at the window's end, tagged with the version and dataset."""
     from pipeline.evidently_report import Stamp
@@ -155,6 +168,7 @@ def snapshot_stamp(settings: Settings, window: Window, version: str) -> Stamp:
     )
 
 
+@task(cache_policy=NO_CACHE)
 def measure(
     reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, threshold: float, stamp: Stamp | None = None
 ) -> MonitorResult:
@@ -398,6 +412,7 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
         return MonitorOutcome(report_id, str(report_path), [], nothing, False)
 
     reference = load_reference_set(store, settings, version)
+    explained = explanation_rows(settings, window.rows, reference)  # takes their explanation columns out
     result = measure(
         reference, window.rows.copy(), settings, threshold, stamp=snapshot_stamp(settings, window, version)
     )
@@ -426,6 +441,7 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
             detail=f"window rows left out because {version} trained on them or they are its hold-out",
         ),
         MetricValue("retrain_due", float(due.due), status="info", sample_size=new_labels, detail=due.summary),
+        *explained,
     ]
     store.commit(
         "monitoring",

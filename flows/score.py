@@ -14,6 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name
 from flows.runtime import load_champion, open_store, publish, run_name, settings_from, utc_now
+from pipeline.config import Explain
+from pipeline.explain import Explainer, no_explanations, to_arrow
 from pipeline.model import ScoringModel
 from warehouse import scoring
 from warehouse.scoring import Unit
@@ -28,11 +30,19 @@ class ScoreReport:
     positives: int
 
 
-def predictions_table(model: ScoringModel, chunk: pa.Table, scored_at: object) -> pa.Table:
-    """Score one chunk of records and shape it as `predictions` rows."""
+def predictions_table(
+    model: ScoringModel, chunk: pa.Table, scored_at: object, explainer: Explainer | None = None
+) -> pa.Table:
+    """Score one chunk of records and shape it as `predictions` rows, with their explanations when an
+    explainer is given (null explanation columns otherwise)."""
     frame = chunk.select(["record_id", *model.feature_names]).to_pandas()
-    scores, labels, vectors = model.score(frame)
     n = len(frame)
+    if explainer is not None:
+        scores, labels, vectors, explanations = explainer.score_and_explain(frame)
+        explained = to_arrow(explanations)
+    else:
+        scores, labels, vectors = model.score(frame)
+        explained = no_explanations(n)
     return pa.table(
         {
             "record_id": chunk.column("record_id"),
@@ -44,6 +54,7 @@ def predictions_table(model: ScoringModel, chunk: pa.Table, scored_at: object) -
                 pa.array(vectors.ravel(), pa.float32()), vectors.shape[1]
             ).cast(pa.list_(pa.float32())),
             "scored_at": repeat(scored_at, n, pa.timestamp("us", tz="UTC")),
+            **explained,
         }
     )
 
@@ -55,14 +66,23 @@ def chunk_batch_id(model_version: str, ids: pa.Array | pa.ChunkedArray) -> str:
     return batch_id("score", model_version, digest)
 
 
+def explainer_for(model: ScoringModel, settings: Explain) -> Explainer | None:
+    """The champion's explainer, prepared once per run, or None when explanations are off."""
+    if not settings.enabled:
+        return None
+    return Explainer.of(model, top_k=settings.top_k, approximate=settings.approximate)
+
+
 @task(cache_policy=NO_CACHE, task_run_name="score unit {number}")
-def score_unit(store: Warehouse, model: ScoringModel, unit: Unit, number: int, base: int) -> tuple[int, int]:
-    """Embed, score and commit one unit as one atomic batch that advances the watermark, from the snapshot
+def score_unit(
+    store: Warehouse, model: ScoringModel, unit: Unit, number: int, base: int, explainer: Explainer | None = None
+) -> tuple[int, int]:
+    """Embed, score (and explain) and commit one unit as one atomic batch that advances the watermark, from the snapshot
     of `predictions` the work was planned at (`base`); returns how many positives it predicted and the
     version it created. A run that committed for this model since `base` makes this raise `Conflict`."""
     now = utc_now()
     if unit.rows.num_rows:
-        table = predictions_table(model, unit.rows, now)
+        table = predictions_table(model, unit.rows, now, explainer)
     else:  # nothing new: the commit only records the watermark
         table = store.table("predictions").schema.empty_table()
     landed = store.commit(
@@ -79,7 +99,9 @@ def score_unit(store: Warehouse, model: ScoringModel, unit: Unit, number: int, b
     return positives, store.committed_version("predictions")
 
 
-def score_here(store: Warehouse, model: ScoringModel, chunk_rows: int) -> tuple[int, int, int]:
+def score_here(
+    store: Warehouse, model: ScoringModel, chunk_rows: int, explainer: Explainer | None
+) -> tuple[int, int, int]:
     """The local engine: plan the units and score them one after another in this process; returns the
     rows scored, the units committed and the positives predicted."""
     logger = get_run_logger()
@@ -91,7 +113,7 @@ def score_here(store: Warehouse, model: ScoringModel, chunk_rows: int) -> tuple[
             base = store.version("predictions")
             for unit in scoring.pending_units(store, model.version, model.feature_names, chunk_rows):
                 chunks += 1
-                found, base = score_unit(store, model, unit, chunks, base)
+                found, base = score_unit(store, model, unit, chunks, base, explainer)
                 positives += found
                 scored += unit.rows.num_rows
             return scored, chunks, positives
@@ -125,7 +147,8 @@ def score(config: str | None = None) -> ScoreReport:
         outcome = score_on_cluster(store, settings, model, utc_now())
         scored, chunks, positives = outcome.scored, len(outcome.units), outcome.positives
     else:
-        scored, chunks, positives = score_here(store, model, settings.scoring.chunk_rows)
+        explainer = explainer_for(model, settings.explain)
+        scored, chunks, positives = score_here(store, model, settings.scoring.chunk_rows, explainer)
     refresh_current(store)
     publish(store)
     report = ScoreReport(model_version=model.version, scored=scored, chunks=chunks, positives=positives)

@@ -51,6 +51,8 @@ class Feature(_Strict):
     min: float | None = Field(None, description="smallest allowed value (numeric only)")
     max: float | None = Field(None, description="largest allowed value (numeric only)")
     allowed: list[str] | None = Field(None, description="allowed values (categorical only)")
+    label: str | None = Field(None, description="the feature in words, for reason codes (default: its name)")
+    unit: str | None = Field(None, description="the unit its values are in, for reason codes, e.g. %")
 
     @model_validator(mode="after")
     def _rules_fit_kind(self) -> Feature:
@@ -157,6 +159,18 @@ class Compute(_Strict):
         if value and "://" not in value:
             raise ValueError(f"{value!r} is not a scheduler address; write it as tcp://HOST:8786, or leave it empty")
         return value
+
+
+class Explain(_Strict):
+    """Per-prediction explanations, written with each score (see pipeline/explain.py)."""
+
+    enabled: bool = Field(True, description="store each prediction's contributions and reason codes with its score")
+    top_k: int = Field(
+        4, ge=0, le=50, description="reason codes kept per prediction (the largest that raised the score)"
+    )
+    approximate: bool = Field(
+        False, description="Saabas path contributions instead of exact TreeSHAP (only faster for deep trees)"
+    )
 
 
 class Monitoring(_Strict):
@@ -286,6 +300,7 @@ class Settings(BaseSettings):
     model: Model = Model()
     scoring: Scoring = Scoring()
     compute: Compute = Compute()
+    explain: Explain = Explain()
     monitoring: Monitoring = Monitoring()
     retrain: Retrain = Retrain()
     maintenance: Maintenance = Maintenance()

@@ -12,10 +12,11 @@ of the dataset contract instead, so the classifier's columns are mapped back:
 Every step is a sum or an exact split, so contributions + base value = margin still holds. Reason codes
 are the features that raised the margin most (towards the positive class).
 
-Cost: nearly all of it is XGBoost's TreeSHAP, which grows with the number of trees and their depth, not
-with the number of columns. On CPU, for the repo config's model (400 trees of depth 2), exact
-contributions take about 15 times as long as scoring the same chunk, approximate ones about 4 times
-(`bench/explain_bench.py`).
+Cost. XGBoost's own TreeSHAP loop took about 38 times as long as scoring the same chunk (approximate: 8
+times). For models of small trees (the repo config's: 400 trees of depth 2) the contributions are read
+from per-tree decision tables instead (`pipeline/treeshap.py`), at about twice the cost of `predict`;
+for `features` models the tables add straight into the original features. `Explainer` prepares the
+tables once per model; `explain` and `score_and_explain` are for one-off calls.
 """
 
 from __future__ import annotations
@@ -32,24 +33,33 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from xgboost import DMatrix, XGBClassifier
 
+from pipeline import treeshap
 from pipeline.model import ScoringModel, classifier_input
 
 __all__ = [
+    "Explainer",
     "Explanations",
     "Reason",
     "chain_through_pca",
     "explain",
     "feature_origins",
     "global_importance",
+    "no_explanations",
     "reason_text",
     "score_and_explain",
     "to_arrow",
     "tree_contributions",
 ]
 
+# The type of one reason code in Arrow (the predictions table's `reasons` items).
 REASON_TYPE = pa.struct(
     [pa.field("feature", pa.string()), pa.field("contribution", pa.float64()), pa.field("value", pa.string())]
 )
+EXPLANATION_TYPES = {
+    "base_value": pa.float64(),
+    "contributions": pa.list_(pa.float32()),
+    "reasons": pa.list_(REASON_TYPE),
+}
 
 
 @dataclass(frozen=True)
@@ -106,36 +116,89 @@ def reason_text(reason: Reason, rank: int = 0) -> str:
 # ------------------------------------------------------------------------------------------ explain
 
 
+@dataclass(frozen=True)
+class Explainer:
+    """What explaining a model's rows needs, prepared once per model: the decision tables of its trees
+    (None when they are too large to tabulate: XGBoost's own loop then) and the preprocessed columns'
+    features. Use one per scoring run, not one per chunk (preparing costs about half a second)."""
+
+    model: ScoringModel
+    top_k: int
+    approximate: bool
+    origins: np.ndarray  # for each preprocessed column, the index of its feature
+    tables: treeshap.TreeTables | None  # adding into the original features when the model input is `features`
+
+    @classmethod
+    def of(cls, model: ScoringModel, *, top_k: int = 4, approximate: bool = False) -> Explainer:
+        _check_top_k(top_k)
+        origins = feature_origins(model.embedding.preprocess, model.feature_names)
+        tables = treeshap.compile_tables(model.classifier, approximate=approximate)
+        if tables is not None and model.model_input == "features":
+            tables = treeshap.regrouped(tables, origins, len(model.feature_names))
+        return cls(model=model, top_k=top_k, approximate=approximate, origins=origins, tables=tables)
+
+    def explain(self, frame: pd.DataFrame) -> Explanations:
+        """Contributions of each original feature to each row's margin, and the top reason codes."""
+        features = frame[self.model.feature_names]
+        if features.empty:  # the preprocessing refuses zero rows
+            return _no_rows(self.model, self.top_k, self.approximate)
+        x, _ = classifier_input(self.model.embedding, features, self.model.model_input)
+        return self.explain_input(features, x)
+
+    def score_and_explain(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, Explanations]:
+        """`model.score(frame)` and `explain(frame)` with the preprocessing done once.
+
+        The scores are the classifier's own probabilities, bit for bit as `ScoringModel.score` gives them.
+        The logistic of the contributions' sum would save that prediction but differs from it by up to
+        ~1e-7, so a re-scored record would change its score.
+        """
+        model = self.model
+        features = frame[model.feature_names]
+        x, vectors = classifier_input(model.embedding, features, model.model_input)
+        scores = model.classifier.predict_proba(x)[:, 1].astype(np.float64)
+        labels = np.where(scores >= model.threshold, model.classes[1], model.classes[0])
+        return scores, labels, vectors, self.explain_input(features, x)
+
+    def explain_input(self, features: pd.DataFrame, x: np.ndarray) -> Explanations:
+        """Explanations of rows whose classifier input is `x` (`features` are the same rows, as they came)."""
+        model = self.model
+        if self.tables is not None and model.model_input == "features":
+            raw = treeshap.contributions(self.tables, x)  # already summed into the features
+            contributions = raw[:, :-1]
+        else:
+            raw = (
+                treeshap.contributions(self.tables, x)
+                if self.tables is not None
+                else tree_contributions(model.classifier, x, approximate=self.approximate)
+            )
+            per_column = _preprocessed_contributions(model, features, x, raw[:, :-1])
+            contributions = _sum_by_origin(per_column, self.origins, len(model.feature_names))
+        reason_features, reason_contributions = _top_reasons(contributions, self.top_k)
+        return Explanations(
+            feature_names=list(model.feature_names),
+            base_value=float(raw[0, -1]),  # the bias column, the same on every row
+            contributions=contributions,
+            reason_features=reason_features,
+            reason_contributions=reason_contributions,
+            reason_values=_reason_values(features, reason_features),
+        )
+
+
 def explain(model: ScoringModel, frame: pd.DataFrame, *, top_k: int = 4, approximate: bool = False) -> Explanations:
     """Contributions of each original feature to each row's margin, and the top `top_k` reason codes.
 
-    `approximate` uses XGBoost's approximate contributions (Saabas: the path of the record only), which
-    are faster and still add up to the margin, but are not Shapley values.
+    `approximate` uses approximate contributions (Saabas: the path of the record only), which are faster
+    to compute with XGBoost's own loop and still add up to the margin, but are not Shapley values.
     Memory is a few arrays of the chunk's size: call it on a chunk, not on a whole table.
     """
-    _check_top_k(top_k)
-    features = frame[model.feature_names]
-    if features.empty:  # the preprocessing refuses zero rows
-        return _no_rows(model, top_k, approximate)
-    x, _ = classifier_input(model.embedding, features, model.model_input)
-    return _explain_input(model, features, x, top_k, approximate)
+    return Explainer.of(model, top_k=top_k, approximate=approximate).explain(frame)
 
 
 def score_and_explain(
     model: ScoringModel, frame: pd.DataFrame, *, top_k: int = 4, approximate: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Explanations]:
-    """`model.score(frame)` and `explain(model, frame)` with the preprocessing done once.
-
-    The scores are the classifier's own probabilities, bit for bit as `ScoringModel.score` gives them.
-    The logistic of the contributions' sum would save that prediction (a few % of the explanation's
-    time) but differs from it by up to ~1e-7, so a re-scored record would change its score.
-    """
-    _check_top_k(top_k)
-    features = frame[model.feature_names]
-    x, vectors = classifier_input(model.embedding, features, model.model_input)
-    scores = model.classifier.predict_proba(x)[:, 1].astype(np.float64)
-    labels = np.where(scores >= model.threshold, model.classes[1], model.classes[0])
-    return scores, labels, vectors, _explain_input(model, features, x, top_k, approximate)
+    """`model.score(frame)` and `explain(model, frame)` with the preprocessing done once."""
+    return Explainer.of(model, top_k=top_k, approximate=approximate).score_and_explain(frame)
 
 
 def _check_top_k(top_k: int) -> None:
@@ -143,27 +206,9 @@ def _check_top_k(top_k: int) -> None:
         raise ValueError(f"top_k must be 0 or more, not {top_k}")
 
 
-def _explain_input(
-    model: ScoringModel, features: pd.DataFrame, x: np.ndarray, top_k: int, approximate: bool
-) -> Explanations:
-    """Explanations of rows whose classifier input is `x` (`features` are the same rows, as they came)."""
-    raw = tree_contributions(model.classifier, x, approximate=approximate)
-    per_column = _preprocessed_contributions(model, features, x, raw[:, :-1])
-    origins = feature_origins(model.embedding.preprocess, model.feature_names)
-    contributions = _sum_by_origin(per_column, origins, len(model.feature_names))
-    reason_features, reason_contributions = _top_reasons(contributions, top_k)
-    return Explanations(
-        feature_names=list(model.feature_names),
-        base_value=float(raw[0, -1]),  # the bias column, the same on every row
-        contributions=contributions,
-        reason_features=reason_features,
-        reason_contributions=reason_contributions,
-        reason_values=_reason_values(features, reason_features),
-    )
-
-
 def tree_contributions(classifier: XGBClassifier, x: np.ndarray, *, approximate: bool = False) -> np.ndarray:
-    """The booster's contribution of each input column, plus the bias as the last column (float32)."""
+    """XGBoost's own contribution of each input column, plus the bias as the last column (float32): the
+    reference the decision tables are tested against, and what models too deep to tabulate use."""
     matrix = DMatrix(x, missing=classifier.missing, nthread=classifier.n_jobs)
     return np.asarray(
         classifier.get_booster().predict(matrix, pred_contribs=True, approx_contribs=approximate),
@@ -300,9 +345,15 @@ def _top_reasons(contributions: np.ndarray, top_k: int) -> tuple[np.ndarray, np.
     kept = min(top_k, count)
     if kept == 0 or rows == 0:
         return features, values
-    # stable: among equal contributions, the feature listed first in the contract comes first
-    order = np.argsort(-contributions, axis=1, kind="stable")[:, :kept]
-    top = np.take_along_axis(contributions, order, axis=1)
+    # the `kept` largest per row, then ordered largest first; among equal contributions the feature listed
+    # first in the contract comes first
+    candidates = np.argpartition(-contributions, kept - 1, axis=1)[:, :kept] if kept < count else None
+    if candidates is None:
+        candidates = np.broadcast_to(np.arange(count), (rows, count))
+    values_of = np.take_along_axis(contributions, candidates, axis=1)
+    within = np.lexsort((candidates, -values_of), axis=1)
+    order = np.take_along_axis(candidates, within, axis=1)
+    top = np.take_along_axis(values_of, within, axis=1)
     positive = top > 0
     features[:, :kept] = np.where(positive, order, -1)
     values[:, :kept] = np.where(positive, top, np.nan)
@@ -314,9 +365,8 @@ def _reason_values(features: pd.DataFrame, reason_features: np.ndarray) -> np.nd
     values = np.full(reason_features.shape, None, dtype=object)
     for index in np.unique(reason_features[reason_features >= 0]):
         rows, slots = np.nonzero(reason_features == index)
-        column = features.iloc[rows, int(index)]
-        text = pc.cast(pa.array(column, from_pandas=True), pa.string())
-        values[rows, slots] = text.to_numpy(zero_copy_only=False)
+        column = pa.array(features.iloc[:, int(index)], from_pandas=True).take(pa.array(rows))
+        values[rows, slots] = pc.cast(column, pa.string()).to_numpy(zero_copy_only=False)
     return values
 
 
@@ -345,6 +395,11 @@ def to_arrow(explanations: Explanations) -> dict[str, pa.Array]:
     }
 
 
+def no_explanations(rows: int) -> dict[str, pa.Array]:
+    """The explanation columns of `rows` predictions made without explanations: nulls."""
+    return {name: pa.nulls(rows, type_) for name, type_ in EXPLANATION_TYPES.items()}
+
+
 def global_importance(
     model: ScoringModel, frame: pd.DataFrame, *, chunk_rows: int = 100_000, approximate: bool = False
 ) -> pd.Series:
@@ -353,8 +408,9 @@ def global_importance(
     if frame.empty:
         raise ValueError("global importance needs at least one row")
     total = np.zeros(len(model.feature_names))
+    explainer = Explainer.of(model, top_k=0, approximate=approximate)
     for chunk in _chunks(frame, chunk_rows):
-        total += np.abs(explain(model, chunk, top_k=0, approximate=approximate).contributions).sum(axis=0)
+        total += np.abs(explainer.explain(chunk).contributions).sum(axis=0)
     return pd.Series(total / len(frame), index=list(model.feature_names), name="mean_abs_contribution")
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pipeline.config import Dataset, Model, Settings
+from pipeline.explain import Explainer
 from pipeline.metrics import classification_metrics
 from pipeline.model import ScoringModel, fit_model
 
@@ -85,14 +86,18 @@ def train_and_evaluate(reference: pd.DataFrame, settings: Settings, *, version: 
 
 
 def reference_set(model: ScoringModel, train: pd.DataFrame, holdout: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
-    """A version's training data as monitoring compares against it: features, target, embedding, score."""
+    """A version's training data as monitoring compares against it: features, target, embedding, score, and
+    each row's contributions (exact TreeSHAP, whatever `[explain]` says: the version's global importance and
+    the reference of the explanation drift are read from them)."""
+    explainer = Explainer.of(model, top_k=0)
     parts = []
     for split, frame in (("train", train), ("holdout", holdout)):
-        scores, _, vectors = model.score(frame)
+        scores, _, vectors, explanations = explainer.score_and_explain(frame)
         part = frame[["record_id", *dataset.feature_names]].copy()
         part.insert(1, "split", split)
         part.insert(2, "target", frame[dataset.target_column].astype(str).to_numpy())
         part["embedding"] = list(vectors)
         part["score"] = scores
+        part["contributions"] = list(explanations.contributions.astype(np.float32))
         parts.append(part)
     return pd.concat(parts, ignore_index=True)

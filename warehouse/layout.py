@@ -167,6 +167,18 @@ def records_schema(features: Mapping[str, FeatureKind], event_time: bool) -> pa.
     return pa.schema(fields)
 
 
+# One reason code: a feature that raised the score, its contribution (log-odds) and the record's value as text.
+REASON = pa.struct([("feature", pa.string()), ("contribution", pa.float64()), ("value", pa.string())])
+
+
+EXPLANATION_COLUMNS = ("base_value", "contributions", "reasons")  # null when a prediction was not explained
+OPTIONAL_COLUMNS = {
+    "predictions": EXPLANATION_COLUMNS,
+    "predictions_current": EXPLANATION_COLUMNS,
+    "reference": ("contributions",),
+}
+
+
 def predictions_schema() -> pa.Schema:
     return pa.schema(
         [
@@ -179,6 +191,11 @@ def predictions_schema() -> pa.Schema:
             ("scored_at", TS),
             ("scored_on", pa.string()),
             ("batch_id", pa.string()),
+            # The explanation (added later: predictions made before, or with `explain.enabled = false`, hold
+            # nulls). base_value + the sum of contributions = the score's log-odds.
+            ("base_value", pa.float64()),
+            ("contributions", pa.list_(pa.float32())),  # one per dataset feature, in the config's order
+            ("reasons", pa.list_(REASON)),  # the top reason codes, largest first
         ]
     )
 
@@ -195,6 +212,8 @@ def reference_schema(features: Mapping[str, FeatureKind]) -> pa.Schema:
             pa.field("embedding", pa.list_(pa.float32())),
             pa.field("score", pa.float64()),
             pa.field("batch_id", pa.string()),
+            # Each row's contributions, as in `predictions` (added later: null for versions trained before).
+            pa.field("contributions", pa.list_(pa.float32())),
         ]
     )
 
@@ -246,7 +265,14 @@ def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) 
         Table(name="erasures", partition_by="erased_on", schema=ERASURES),
     ]
     return [
-        Table(name=t.name, partition_by=t.partition_by, schema=t.schema, key=t.key, stats_columns=_STATS[t.name])
+        Table(
+            name=t.name,
+            partition_by=t.partition_by,
+            schema=t.schema,
+            key=t.key,
+            stats_columns=_STATS[t.name],
+            optional=OPTIONAL_COLUMNS.get(t.name, ()),
+        )
         for t in tables
     ]
 
@@ -297,6 +323,13 @@ VIEWS: dict[str, str] = {
         FROM feedback_current f
         JOIN records r USING (record_id)
         JOIN first_prediction p USING (record_id)
+    """,
+    # One row per prediction and reason code (rank 1 raised the score most): "why was this record flagged?"
+    "prediction_reasons": """
+        SELECT p.record_id, p.model_version, p.scored_at, p.score, p.label, p.base_value,
+               r.rank, r.reason.feature AS feature, r.reason.contribution AS contribution, r.reason.value AS value
+        FROM predictions p,
+             LATERAL (SELECT unnest(p.reasons) AS reason, unnest(range(1, len(p.reasons) + 1)) AS rank) r
     """,
     # The one notion of alert, the same one that opens episodes and triggers retraining: a report's drift (of
     # the features or the embedding), prediction drift or quality test in alert; `alert` names which. A

@@ -348,6 +348,8 @@ class PredictionFilter:
         """Each record's current prediction (one row per record), or every prediction with `history`."""
         return "predictions" if self.history else "predictions_current"
 
+    top_reason: str = ""  # the feature that raised the score most (the first reason code)
+
     def where(self) -> tuple[str, list[object]]:
         """A WHERE condition over `predictions p` and its parameters. The scoring day is the partition
         column, so a date range skips whole files."""
@@ -374,6 +376,9 @@ class PredictionFilter:
         if self.record_id.strip():
             clauses.append("starts_with(p.record_id, ?)")
             params.append(self.record_id.strip())
+        if self.top_reason:
+            clauses.append("p.reasons[1].feature = ?")
+            params.append(self.top_reason)
         return (" AND ".join(clauses) or "TRUE"), params
 
 
@@ -911,3 +916,65 @@ def registry_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                  model_version
         """,
     )
+
+
+# ------------------------------------------------------------------------------------- explanations
+
+
+def feature_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The dataset's features in the order of the `contributions` lists: the columns of `reference` between
+    `target` and `embedding` (the layout writes them in the config's order)."""
+    columns = [
+        str(row[0])
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'reference' ORDER BY ordinal_position"
+        ).fetchall()
+    ]
+    if "target" not in columns or "embedding" not in columns:
+        return []
+    return columns[columns.index("target") + 1 : columns.index("embedding")]
+
+
+def record_explanation(con: duckdb.DuckDBPyConnection, record_id: str) -> dict[str, Any] | None:
+    """The latest prediction of the record with its stored explanation (base value, score, reason codes
+    largest first); `base_value` is None when it was scored without one. None if it was never scored."""
+    row = _row(
+        con,
+        "SELECT model_version, score, label, base_value, reasons, scored_at FROM predictions "
+        "WHERE record_id = ? ORDER BY scored_at DESC, model_version DESC LIMIT 1",
+        [record_id],
+    )
+    if row is not None and row["reasons"] is None:
+        row["reasons"] = []
+    return row
+
+
+def global_importance(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Each version's global importance: the mean |contribution| of each feature over its reference set,
+    with its change since the version trained before it (null for the first, or a feature it lacked).
+    Versions trained before contributions were stored have no rows."""
+    names = feature_names(con)
+    means = _frame(
+        con,
+        """
+        WITH trained AS (SELECT model_version, min(event_at) AS trained_at FROM models WHERE event = 'trained'
+                         GROUP BY ALL),
+        flat AS (
+            SELECT model_version, unnest(contributions) AS contribution,
+                   unnest(range(len(contributions))) AS position
+            FROM reference WHERE contributions IS NOT NULL
+        )
+        SELECT f.model_version, t.trained_at, f.position, avg(abs(f.contribution)) AS importance
+        FROM flat f LEFT JOIN trained t USING (model_version)
+        GROUP BY ALL ORDER BY t.trained_at NULLS FIRST, f.model_version, f.position
+        """,
+    )
+    if means.empty or len(names) <= int(means["position"].max()):
+        return pd.DataFrame(columns=["model_version", "feature", "importance", "change"])
+    means["feature"] = [names[int(i)] for i in means["position"]]
+    order = list(dict.fromkeys(means["model_version"]))
+    wide = means.pivot(index="model_version", columns="feature", values="importance").reindex(order)
+    change = wide.diff().reset_index().melt(id_vars="model_version", var_name="feature", value_name="change")
+    out = means.merge(change, on=["model_version", "feature"], how="left")
+    return out[["model_version", "feature", "importance", "change"]].reset_index(drop=True)

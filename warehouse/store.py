@@ -40,6 +40,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.schema import Schema as DeltaSchema
 from deltalake.transaction import AddAction
 
 # How often a commit that lost a race with a commit of other work is tried again (delta-rs retries
@@ -67,6 +68,8 @@ class Table:
     # Columns the log keeps min/max statistics for. Only times and versions: the log must never hold a
     # record's id or values in clear (an erased record would survive in the log's statistics).
     stats_columns: tuple[str, ...] = field(default=())
+    # Columns a commit may leave out (they are stored as nulls), e.g. the explanations of predictions.
+    optional: tuple[str, ...] = field(default=())
 
 
 def repeat(value: object, n: int, type_: pa.DataType) -> pa.Array:
@@ -155,6 +158,25 @@ class Warehouse:
                 self.delta(table.name)
             except TableNotFoundError:
                 self._create(table)
+            else:
+                self._add_new_columns(table)
+
+    def _add_new_columns(self, table: Table) -> None:
+        """Add the columns the layout gained since the table was created, as one commit (an explicit schema
+        change): rows written before read them as null. Two processes doing it at once both end with them."""
+        stored = {field.name for field in self.delta(table.name).schema().fields}
+        missing = [field for field in table.schema if field.name not in stored]
+        if not missing:
+            return
+        try:
+            self.delta(table.name).alter.add_columns(list(DeltaSchema.from_arrow(pa.schema(missing)).fields))
+        except DeltaError as error:  # another process added them first
+            stored = {field.name for field in self.delta(table.name).schema().fields}
+            if any(field.name not in stored for field in missing):
+                raise CommitError(
+                    f"could not add columns {[f.name for f in missing]} to {table.name} under {self.location}: "
+                    f"{error}. Nothing changed; run again."
+                ) from error
 
     def _create(self, table: Table) -> None:
         configuration = {
@@ -328,9 +350,10 @@ class Warehouse:
         """Publish `rows` as batch `batch` of `table`, atomically and exactly once.
 
         Returns False, writing nothing, when that batch is already committed. The day column
-        (`partition`) and the batch-id column are filled here; every other column of the schema must be
-        in `rows`. An empty batch is committed too: it records that the input was handled. `marks` are
-        more application transactions of the same commit, (app id, version): a watermark, or a claim
+        (`partition`) and the batch-id column are filled here, the table's optional columns are null when
+        `rows` lacks them; every other column of the schema must be in `rows`. An empty batch is committed
+        too: it records that the input was handled. `marks` are more application transactions of the same
+        commit, (app id, version): a watermark, or a claim
         (a model version number, "the champion") that a concurrent commit must not make too; losing
         such a race raises `Conflict`. `read_version` is the snapshot the caller checked its rows
         against (for a table with a key, its ids): the commit is made from it, so it conflicts with
@@ -464,6 +487,11 @@ class Warehouse:
                 column = repeat(value, rows.num_rows, pa.string())
                 index = rows.schema.get_field_index(name)
                 rows = rows.set_column(index, name, column) if index >= 0 else rows.append_column(name, column)
+        for name in table.optional:
+            if name not in rows.schema.names:
+                rows = rows.append_column(
+                    table.schema.field(name), pa.nulls(rows.num_rows, table.schema.field(name).type)
+                )
         missing = [name for name in table.schema.names if name not in rows.schema.names]
         if missing:
             raise CommitError(f"a batch of {table.name} lacks columns {missing}")

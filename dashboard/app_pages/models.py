@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, ui
+from dashboard import charts, explanations, ui
 from dashboard.data import ask
 from warehouse import queries
 
@@ -145,6 +145,7 @@ def render() -> None:
     champions(ask(queries.champion_periods))
     decisions(ask(queries.decisions))
     events(ask(queries.registry_events))
+    explanations.importance()
 
 
 render()

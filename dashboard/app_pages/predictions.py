@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, ui
+from dashboard import charts, data, explanations, ui
 from dashboard.data import ask
 from warehouse import queries
 
@@ -184,7 +184,7 @@ def render() -> None:
     if options.first_day is None:
         st.info(ui.NO_PREDICTIONS)
         return
-    where = filters(options)
+    where = explanations.top_reason_filter(filters(options))
     histogram = ask(queries.score_histogram, where)
     counts(histogram, where)
     if histogram.rows == 0:

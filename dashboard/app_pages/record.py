@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, ui
+from dashboard import charts, explanations, ui
 from dashboard.data import ask
 from warehouse import queries
 
@@ -140,6 +140,7 @@ def render() -> None:
     else:
         verdict(history, labels)
         predictions(history, labels)
+        explanations.record(record_id)
         position(history)
     if stored is not None:
         features(stored)

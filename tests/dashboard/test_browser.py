@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -222,6 +223,8 @@ def browse_every_page(page: Any, url: str, expected: Expected) -> None:
     page.get_by_text(f"scored it {score:.4f}: predicted {label}").wait_for(timeout=WAIT_MS)
     # Its label (labelled 2026-01-02) was known before the cycle scored it: that prediction is not judged.
     page.get_by_text("every prediction for it was made after the label was known").wait_for(timeout=WAIT_MS)
+    page.get_by_text("Why this score").wait_for(timeout=WAIT_MS)  # its explanation, read from the warehouse
+    page.get_by_text(re.compile("raised the risk|No feature raised")).first.wait_for(timeout=WAIT_MS)
     shoot(page, "record")
 
     visit(page, f"{url}/monitoring", "Latest report", "Drift share", "Evidently reports", "Show the report here")

@@ -259,7 +259,7 @@ def test_prediction_drift_plots_one_quantity_and_names_each_test(open_app: OpenA
 def test_models_lists_versions_champions_and_decisions(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "models")
     assert "Champion now: **v2**, of 3 version(s) trained." in text(at)
-    versions, periods, _, events = (d.value for d in at.dataframe)
+    versions, periods, _, events = (d.value for d in at.dataframe[:4])
     assert versions["status"].tolist() == ["retired", "champion", "rejected"]
     assert periods["model_version"].tolist() == ["v1", "v2"]
     assert "rejected: v3 lost to v2" in events["reason"].tolist()
@@ -293,6 +293,50 @@ def test_the_champion_now_is_green_and_earlier_ones_grey(open_app: OpenApp, tiny
     spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
     assert spec["encoding"]["color"]["scale"]["range"] == [charts.CHAMPION_NOW_COLOUR, charts.BASELINE_COLOUR]
     assert charts.ALERT_COLOUR not in spec["encoding"]["color"]["scale"]["range"]
+
+
+# ------------------------------------------------------------------------------------- explanations
+
+
+def test_the_record_page_says_why_in_words_with_a_waterfall(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "record")
+    at.text_input(key="record_id").input("a3").run()
+    shown = text(at)
+    assert "Why this score" in shown
+    # (escaped as markdown: a stored value is data, never formatting)
+    assert "1. amount 30\\.0 raised the risk most\n2. colour blue raised the risk" in shown
+    assert "from the base value -1.000 (the average record) to the score 0.8000" in shown
+    assert len(at.get("vega_lite_chart")) == 2  # the waterfall and where the score sits
+    assert not at.exception
+
+    at.text_input(key="record_id").input("a1").run()  # v2 lowered its risk on every feature
+    assert "No feature raised this record's risk above the average record's." in text(at)
+
+
+def test_a_prediction_stored_without_an_explanation_says_so(open_app: OpenApp, tmp_path: Path) -> None:
+    at = open_app(tw.hostile_warehouse(tmp_path))  # scored by v1 only, before explanations
+    at.query_params["record_id"] = tw.HOSTILE_ID
+    at.run().switch_page("app_pages/record.py").run()
+    assert "was stored without an explanation" in text(at) and not at.exception
+
+
+def test_models_show_each_versions_global_importance_and_its_change(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "models")
+    assert "What drives each version's scores" in text(at)
+    wide, changes = (d.value for d in at.dataframe[-2:])
+    assert wide.round(4).to_dict() == {"v1": {"amount": 0.5, "colour": 0.2}, "v2": {"amount": 0.3, "colour": 0.4}}
+    assert sorted(zip(changes["feature"], changes["change"].round(4), strict=True)) == [
+        ("amount", -0.2),
+        ("colour", 0.2),
+    ]
+
+
+def test_predictions_filter_by_top_reason(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "predictions")
+    at.selectbox(key="predictions.top_reason").set_value("amount").run()
+    assert metrics(at)["Matching predictions"] == "5"  # v2's, but a1 (nothing raised it); v1 stored none
+    at.selectbox(key="predictions.top_reason").set_value("colour").run()
+    assert "No prediction matches these filters." in text(at)
 
 
 # ------------------------------------------------------------------------------------- empty states

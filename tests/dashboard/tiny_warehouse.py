@@ -9,6 +9,7 @@ alert episodes the second report opened.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,8 +70,29 @@ def records_table(ids: list[str]) -> pa.Table:
     )
 
 
+REASON = pa.struct([("feature", pa.string()), ("contribution", pa.float64()), ("value", pa.string())])
+BASE_VALUE = -1.0
+
+
+def explanation(record_id: str, score: float) -> tuple[list[float], list[dict[str, Any]]]:
+    """Contributions (amount 70 %, colour 30 % of the way from the base value to the score's log-odds) and
+    the reason codes: the positive ones, largest first."""
+    rise = math.log(score / (1 - score)) - BASE_VALUE
+    contributions = {"amount": 0.7 * rise, "colour": 0.3 * rise}
+    amount, colour = RECORDS[record_id][:2] if record_id in RECORDS else (0.0, "")
+    values = {"amount": str(amount), "colour": colour}
+    reasons = [
+        {"feature": name, "contribution": value, "value": values[name]}
+        for name, value in sorted(contributions.items(), key=lambda item: -item[1])
+        if value > 0
+    ]
+    return list(contributions.values()), reasons
+
+
 def predictions_table(version: str, scored_at: datetime, scores: dict[str, float]) -> pa.Table:
+    """The predictions of `version`; v1's were stored before explanations (null), later ones carry them."""
     n = len(scores)
+    explained = [explanation(record_id, score) for record_id, score in scores.items()] if version != "v1" else []
     return pa.table(
         {
             "record_id": list(scores),
@@ -80,8 +102,28 @@ def predictions_table(version: str, scored_at: datetime, scores: dict[str, float
             "threshold": [THRESHOLD] * n,
             "embedding": pa.array([[0.1, 0.2]] * n, pa.list_(pa.float32())),
             "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+            "base_value": pa.array([BASE_VALUE] * n if explained else [None] * n, pa.float64()),
+            "contributions": pa.array([c for c, _ in explained] or [None] * n, pa.list_(pa.float32())),
+            "reasons": pa.array([r for _, r in explained] or [None] * n, pa.list_(REASON)),
         }
     )
+
+
+# Each version's reference set: two rows whose contributions give v1 amount 0.5 / colour 0.2 and v2 amount
+# 0.3 / colour 0.4 as mean |contribution|.
+REFERENCE_CONTRIBUTIONS = {"v1": [[0.6, -0.1], [-0.4, 0.3]], "v2": [[0.2, 0.4], [-0.4, -0.4]]}
+
+
+def add_reference(store: Warehouse) -> None:
+    for version, contributions in REFERENCE_CONTRIBUTIONS.items():
+        rows = [
+            {"model_version": version, "record_id": f"ref{i}", "split": "train", "target": "no", "amount": 1.0,
+             "colour": "red", "embedding": [0.0, 0.0], "score": 0.1, "contributions": c}
+            for i, c in enumerate(contributions)
+        ]  # fmt: skip
+        schema = pa.schema([f for f in store.table("reference").schema if f.name != "batch_id"])
+        table = pa.Table.from_pylist(rows, schema)
+        store.commit("reference", f"ref-{version}", table, partition=version)
 
 
 def quarantine_table() -> pa.Table:
@@ -277,6 +319,7 @@ def add_records_and_predictions(store: Warehouse) -> None:
     for (version, at), scores in SCORES.items():
         store.commit("predictions", f"{version}-{at:%d}", predictions_table(version, at, scores), partition=f"{at:%F}")
     store.commit("models", "m", models_table(), partition=DAY1.date().isoformat())
+    add_reference(store)
     refresh_current(store)
 
 

@@ -121,8 +121,18 @@ def test_monitor_reports_every_number_and_is_idempotent(loop: Project) -> None:
         "estimated_f1",
         "estimated_f1_labelled",
         "retrain_due",
+        "top_reason_share",
+        "contribution_drift",
+        "explanation_drift",
     ):
         assert name in metrics, name
+    features = loop.settings.dataset.feature_names
+    shares = rows[rows.metric == "top_reason_share"]
+    assert sorted(shares["column_name"]) == sorted(features) and shares["value"].sum() <= 1 + 1e-9
+    assert shares["sample_size"].iloc[0] == loop.scalar(
+        "SELECT count(*) FROM predictions WHERE contributions IS NOT NULL"
+    ) - int(rows[rows.metric == "rows_left_out"]["value"].iloc[0])
+    assert 0 <= rows[rows.metric == "explanation_drift"]["value"].iloc[0] <= 1
     f1 = rows[(rows.metric == "f1") & rows.column_name.isna()].iloc[0]
     assert f1.sample_size == loop.scalar("SELECT count(*) FROM labelled_predictions")
     assert set(rows["status"]) <= {"ok", "alert", "info"} and rows["report_path"].nunique() == 1

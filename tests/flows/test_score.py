@@ -168,3 +168,40 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path: Path) -> None:
     assert (small_rows, large_rows) == (1000, 4000)
     # Unbounded, 4x the rows would need about 4x the memory; streamed in chunks it stays about the same.
     assert large_peak < 2 * small_peak, f"peak {small_peak / 1e6:.1f} MB for 1k rows, {large_peak / 1e6:.1f} MB for 4k"
+
+
+def test_every_prediction_carries_its_explanation_and_it_adds_up_to_the_score(
+    scored: tuple[Project, int, ScoreReport],
+) -> None:
+    project, n, _ = scored
+    features = project.settings.dataset.feature_names
+    rows = project.query("SELECT record_id, score, base_value, contributions, reasons FROM predictions")
+    assert len(rows) == n and rows["base_value"].notna().all()
+
+    contributions = np.stack(rows["contributions"].to_numpy()).astype(np.float64)
+    assert contributions.shape == (n, len(features))
+    margin = np.log(rows["score"] / (1 - rows["score"]))
+    np.testing.assert_allclose(rows["base_value"] + contributions.sum(axis=1), margin, atol=1e-4)
+
+    for row, reasons in zip(contributions, rows["reasons"], strict=True):
+        assert len(reasons) <= project.settings.explain.top_k
+        values = [r["contribution"] for r in reasons]
+        assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
+        for reason in reasons:
+            assert reason["contribution"] == pytest.approx(row[features.index(reason["feature"])], abs=1e-6)
+        assert len(reasons) == min(project.settings.explain.top_k, int((row > 0).sum()))
+
+    assert project.scalar("SELECT count(*) FROM prediction_reasons") == sum(len(r) for r in rows["reasons"])
+    assert project.scalar("SELECT count(*) FROM predictions_current WHERE reasons IS NULL") == 0
+
+
+def test_explanations_turned_off_leave_the_columns_null(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    train(project.config)
+    project.drop_csv(arrivals(120), "a.csv")
+    ingest(project.config)
+    monkeypatch.setenv("SCOREHOUSE_EXPLAIN__ENABLED", "false")
+
+    assert score(project.config).scored == 120
+
+    assert project.scalar("SELECT count(*) FROM predictions WHERE base_value IS NULL AND reasons IS NULL") == 120
+    assert project.scalar("SELECT count(*) FROM prediction_reasons") == 0

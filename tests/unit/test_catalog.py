@@ -198,3 +198,42 @@ def test_an_empty_tables_view_exists_and_is_typed(tmp_path: Path) -> None:
     assert types["embedding"] == "FLOAT[]"
     assert types["scored_at"] == "TIMESTAMP WITH TIME ZONE"
     assert records == store.table("records").schema.names
+
+
+def test_prediction_reasons_has_one_row_per_prediction_and_reason_in_rank_order(tmp_path: Path) -> None:
+    store = store_at(tmp_path / "wh")
+    reason = pa.struct([("feature", pa.string()), ("contribution", pa.float64()), ("value", pa.string())])
+    at = datetime(2026, 11, 21, tzinfo=UTC)
+    explained = pa.table(
+        {
+            "record_id": ["a", "b", "c"],
+            "model_version": ["v1"] * 3,
+            "score": [0.9, 0.2, 0.5],
+            "label": ["yes", "no", "yes"],
+            "threshold": [0.5] * 3,
+            "embedding": pa.array([[0.0]] * 3, pa.list_(pa.float32())),
+            "scored_at": pa.array([at] * 3, TS),
+            "base_value": [-1.0] * 3,
+            "contributions": pa.array([[2.5, 0.7], [-0.2, -1.0], [0.0, 0.0]], pa.list_(pa.float32())),
+            "reasons": pa.array(
+                [
+                    [
+                        {"feature": "amount", "contribution": 2.5, "value": "900"},
+                        {"feature": "colour", "contribution": 0.7, "value": "red"},
+                    ],
+                    [],  # nothing raised its score
+                    None,  # scored before explanations
+                ],
+                pa.list_(reason),
+            ),
+        }
+    )
+    assert store.commit("predictions", "p1", explained, partition="2026-11-21")
+    build_catalog(store)
+
+    with attach(catalog_path(store)) as con:
+        got = con.execute(
+            "SELECT record_id, rank, feature, contribution, value FROM prediction_reasons ORDER BY record_id, rank"
+        ).fetchall()
+
+    assert got == [("a", 1, "amount", 2.5, "900"), ("a", 2, "colour", 0.7, "red")]

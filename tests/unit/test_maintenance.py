@@ -50,6 +50,8 @@ def value_for(field: pa.Field, record_id: str, row: int) -> Any:
         return 0.25 + row
     if pa.types.is_integer(field.type):
         return row + 1
+    if pa.types.is_list(field.type) and pa.types.is_struct(field.type.value_type):  # reason codes
+        return [{"feature": "amount", "contribution": 0.5, "value": record_id}]  # a value erasure must remove
     if pa.types.is_list(field.type):
         return [0.5, 0.25]
     return f"{field.name}-{row}"

@@ -487,3 +487,42 @@ def test_a_warehouse_under_an_awkward_folder_name_commits_reads_and_catalogs(tmp
     with duckdb.connect(str(catalog), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM things").fetchone() == (2,)
         assert con.execute("SELECT count(*) FROM keyed").fetchone() == (1,)
+
+
+# ------------------------------------------------------------------------------------ schema changes
+
+GROWN = pa.schema([*SCHEMA, ("note", pa.string()), ("weights", pa.list_(pa.float32()))])
+
+
+def test_a_column_added_to_the_layout_is_added_at_init_and_older_rows_read_it_as_null(store: Warehouse) -> None:
+    assert store.commit("things", "old", rows(["a"]), partition="2026-11-21")
+    grown = Warehouse(store.root, [Table(name="things", partition_by="day", schema=GROWN, stats_columns=("at",))])
+
+    grown.init()
+    grown.init()  # a second open changes nothing
+
+    assert [entry["operation"] for entry in grown.delta("things").history()].count("ADD COLUMN") == 1
+    new = (
+        rows(["b"])
+        .append_column("note", pa.array(["why"]))
+        .append_column("weights", pa.array([[0.5, 0.25]], pa.list_(pa.float32())))
+    )
+    assert grown.commit("things", "new", new, partition="2026-11-21")
+    got = {r["id"]: (r["note"], r["weights"]) for r in grown.dataset("things").to_table().to_pylist()}
+    assert got == {"a": (None, None), "b": ("why", [0.5, 0.25])}
+
+
+def test_optional_columns_left_out_of_a_commit_are_stored_as_nulls_and_others_are_still_required(
+    tmp_path: Path,
+) -> None:
+    table = Table(name="things", partition_by="day", schema=GROWN, optional=("note", "weights"))
+    store = Warehouse(tmp_path / "wh", [table])
+    store.init()
+
+    assert store.commit("things", "b1", rows(["a"]), partition="2026-11-21")
+
+    assert store.dataset("things").to_table(columns=["note", "weights"]).to_pylist() == [
+        {"note": None, "weights": None}
+    ]
+    with pytest.raises(CommitError, match=r"lacks columns \['colour'\]"):
+        store.commit("things", "b2", rows(["b"]).drop_columns(["colour"]), partition="2026-11-21")
