@@ -333,6 +333,7 @@ def test_models_show_each_versions_global_importance_and_its_change(open_app: Op
 
 def test_predictions_filter_by_top_reason(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "predictions")
+    at.toggle(key="predictions.history").set_value(True).run()
     at.selectbox(key="predictions.top_reason").set_value("amount").run()
     assert metrics(at)["Matching predictions"] == "5"  # v2's, but a1 (nothing raised it); v1 stored none
     at.selectbox(key="predictions.top_reason").set_value("colour").run()
