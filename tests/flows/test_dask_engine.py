@@ -9,6 +9,7 @@ the one its nanny restarts), and the counts are exact, with no duplicate.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -66,18 +67,23 @@ RUN_COLUMNS = ("batch_id", "report_id", "report_path")
 
 
 def comparable(project: Project, table: str) -> pd.DataFrame:
-    """The table's rows without run-time columns, in one order, embeddings as tuples."""
+    """The table's rows without run-time columns, in one order; nested values (embeddings, contributions,
+    reason codes) as JSON text, which keeps every float's exact value (`repr` round-trips)."""
     frame = project.store().dataset(table).to_table()
     keep = [
         f.name
         for f in frame.schema
         if not pa.types.is_timestamp(f.type) and not f.name.endswith("_on") and f.name not in RUN_COLUMNS
     ]
-    out = frame.select(keep).to_pandas()
-    for name in out.columns:
-        if out[name].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any():
-            out[name] = out[name].map(lambda v: None if v is None else tuple(v))
-    return out.sort_values(list(out.columns)).reset_index(drop=True)
+    rows = [
+        {
+            name: json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+            for name, value in row.items()
+        }
+        for row in frame.select(keep).to_pylist()
+    ]
+    out = pd.DataFrame(rows, columns=keep)
+    return out.sort_values(keep).reset_index(drop=True)
 
 
 def cycle(project: Project) -> list[ScoreReport]:
