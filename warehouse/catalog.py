@@ -43,8 +43,10 @@ def table_sql(files: list[str], schema: pa.Schema) -> str:
     if not files:
         return _empty_select(schema)
     listed = ", ".join(_literal(f) for f in sorted(files))
-    # union_by_name: a file written before a column was added (an explicit schema change) lacks it.
-    return f"SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+    # A file written before a column was added (an explicit schema change) lacks it: the typed empty select
+    # in front gives every column of the schema, in its order, null where the files have none.
+    files_sql = f"SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+    return f"{_empty_select(schema)} UNION ALL BY NAME {files_sql}"
 
 
 def definitions(store: Warehouse, as_of: datetime | None = None) -> list[tuple[str, str]]:
