@@ -18,6 +18,7 @@ import pytest
 from flows.runtime import artifact_path, open_store
 from pipeline.config import Settings, load_settings
 from tests.conftest import SAMPLE, repo_config_document, write_toml
+from tests.s3server import S3Server, seaweedfs
 from warehouse.store import Warehouse
 
 # The first 40% of the sample (3,943 rows) is the reference set; incoming records come from after it.
@@ -136,3 +137,12 @@ def make_project(folder: Path, **config: Any) -> Project:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return make_project(tmp_path / "project", chunk_rows=500)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) on loopback for one test module, its credentials in the AWS_* variables."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server, pytest.MonkeyPatch.context() as env:
+        for name, value in server.environment().items():
+            env.setenv(name, value)
+        yield server

@@ -31,17 +31,9 @@ from flows.score import ScoreReport, score
 from flows.train import train
 from tests.conftest import repo_config_document, write_toml
 from tests.flows.conftest import Project, arrivals, synthetic_arrivals
-from tests.s3server import S3Server, seaweedfs
+from tests.s3server import S3Server
 
 UNIT_ROWS = 100  # small units: several per run, so ordering and commits between units are exercised
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server, pytest.MonkeyPatch.context() as env:
-        for name, value in server.environment().items():
-            env.setenv(name, value)
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,17 +27,9 @@ from tests.conftest import repo_config_document, write_toml
 from tests.flows.conftest import Project, arrivals, sample
 from tests.reliability import _driver
 from tests.reliability._invariants import assert_consistent, journal_events, snapshot
-from tests.s3server import S3Server, seaweedfs
+from tests.s3server import S3Server
 
 PREFIX = "project-on-s3"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server, pytest.MonkeyPatch.context() as env:
-        for name, value in server.environment().items():
-            env.setenv(name, value)
-        yield server
 
 
 @pytest.fixture(scope="module")
