@@ -4,10 +4,12 @@ The soaked warehouse is built through the warehouse's own write path, faster tha
 15-minute slot of every day commits one ingest block (a records batch after its quarantine batch, the
 records' ids checked against the snapshot, as `ingest` commits them), one scoring unit carrying the score
 watermark (as `score` commits it) and, every fourth slot, a label batch; once a day `predictions_current`
-is brought up to date and the `maintain` steps run (compaction, checkpoint, vacuum). Records and scores are
-synthetic (no model runs while building), shaped by the dataset contract. The log and the files are what the
-schedule and `maintain` produce; the vacuum keeps nothing older than the build's own day (simulated days
-pass in seconds, so a 7-day retention measured on the clock would keep every replaced file).
+is brought up to date and the `maintain` steps run (retention, compaction, checkpoint, vacuum). Records and
+scores are synthetic (no model runs while building), shaped by the dataset contract. The simulated days end
+today. Batch ids carry their simulated time, so the 30-day retention of batch ids applies as on the schedule.
+Files and log entries expire by the clock, and simulated days pass in seconds: the build keeps none of them
+until the last 7 simulated days, then the real 7-day retention, so the warehouse ends holding what the
+schedule leaves, 7 days of log and replaced files.
 
 Then, on the soaked warehouse and on an empty one with the same champion, in one run: the real `ingest` and
 `score` flows on one 1,000-row file (the cycle), the dashboard's landing and filtered queries, a record
@@ -36,12 +38,14 @@ from flows import _environment
 from pipeline.config import Dataset, load_settings
 from warehouse import queries
 from warehouse.catalog import build_catalog
-from warehouse.maintenance import compact, vacuum
+from warehouse.maintenance import Retention, compact, retain, vacuum
 from warehouse.scoring import refresh_current, watermark_app
 from warehouse.store import Warehouse, batch_id
 
 SLOTS_PER_DAY = 96  # the 15-minute schedule
 CYCLE_ROWS = 1_000
+KEPT_DAYS = 7  # `maintenance.retention_days`: replaced files and log entries
+BATCH_IDS_DAYS = 30  # `maintenance.batch_ids_days`
 
 
 def build(
@@ -49,8 +53,10 @@ def build(
 ) -> dict[str, float]:
     """Commit `days` of the schedule into `store`; returns how long it took."""
     rng = np.random.default_rng(7)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
     number = 0
+    at = start
+    store.clock = lambda: at  # batch ids are stamped with the simulated time
     started = time.perf_counter()
     for day in range(days):
         for slot in range(SLOTS_PER_DAY):
@@ -72,9 +78,11 @@ def build(
                 store.commit("feedback_rejects", labels, _no_rejects(store), partition=stamp)
                 store.commit("feedback", labels, feedback_batch(labelled, at, rng), partition=stamp)
         refresh_current(store)
+        keep_hours = 0.0 if day < days - KEPT_DAYS else KEPT_DAYS * 24.0
         for name in store.tables:
+            retain(store, name, Retention(files_hours=keep_hours, batch_ids_hours=BATCH_IDS_DAYS * 24))
             compact(store, name, target_mb=128)
-            vacuum(store, name, retention_hours=0)
+            vacuum(store, name, retention_hours=keep_hours)
         if (day + 1) % 10 == 0:
             say(f"  day {day + 1}: {number:,} records, {time.perf_counter() - started:.0f} s")
     build_catalog(store)

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import open_store, publish, run_name, settings_from, utc_now
 from pipeline.config import Settings
-from warehouse.maintenance import Erasure, TableUpkeep, compact, vacuum
+from warehouse.maintenance import Erasure, Retention, TableUpkeep, compact, retain, vacuum
 from warehouse.maintenance import forget as erase
 from warehouse.store import Warehouse
 
@@ -24,7 +24,8 @@ class MaintainReport:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="compact {name}")
-def compact_table(store: Warehouse, name: str, target_mb: int) -> TableUpkeep:
+def compact_table(store: Warehouse, name: str, target_mb: int, retention: Retention) -> TableUpkeep:
+    retain(store, name, retention)  # before the checkpoint, which applies it
     return compact(store, name, target_mb)
 
 
@@ -102,7 +103,8 @@ def maintain(config: str | None = None) -> MaintainReport:
     settings = settings_from(config)
     store = open_store(settings)
     keep = settings.maintenance
-    upkeep = [compact_table(store, name, keep.target_file_mb) for name in store.tables]
+    retention = Retention(files_hours=keep.retention_days * 24, batch_ids_hours=keep.batch_ids_days * 24)
+    upkeep = [compact_table(store, name, keep.target_file_mb, retention) for name in store.tables]
     publish(store)
     for table in upkeep:
         table.vacuumed = vacuum_table(store, table.table, keep.retention_days * 24)

@@ -248,6 +248,12 @@ class Maintenance(_Strict):
         description="files replaced by compaction or erasure are vacuumed after this long; it bounds time "
         "travel (`catalog --as-of`) and must outlast any reader holding an old catalog",
     )
+    batch_ids_days: float = Field(
+        30,
+        ge=1,
+        description="a batch published again within this long (a file dropped twice, a re-run) is recognised by "
+        "its id in the table's log and not written twice; after it, records still store an id once",
+    )
     target_file_mb: int = Field(128, gt=0, description="compaction merges small files into files of about this size")
     reports_days: float = Field(
         90, ge=0, description="monitoring HTML reports and snapshots older than this are removed"

@@ -13,6 +13,7 @@ the catalog an auditor opens to see what was published then.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import uuid
@@ -31,8 +32,10 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+@functools.lru_cache(maxsize=64)
 def _empty_select(schema: pa.Schema) -> str:
-    """A typed query with no rows: the view of a table that has no file yet."""
+    """A typed query with no rows: the view of a table that has no file yet. Kept per schema: asking DuckDB
+    for the types costs a connection (tens of milliseconds), and every catalog build asks for each table."""
     with duckdb.connect(config=SAFE_DUCKDB_CONFIG) as con:  # a private connection: callers may run in threads
         types = con.from_arrow(schema.empty_table()).types
     columns = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in zip(schema.names, types, strict=True))

@@ -45,6 +45,43 @@ class Erasure:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long a table keeps what it no longer needs: replaced files and log entries (the reach of time
+    travel), and the ids of published batches (the window in which a batch published again is recognised)."""
+
+    files_hours: float
+    batch_ids_hours: float
+
+    def properties(self) -> dict[str, str]:
+        files = f"interval {round(self.files_hours * 3600)} seconds"
+        return {
+            # Log entries and the tombstones a checkpoint carries go with the files they describe: a version
+            # whose files were vacuumed cannot be read anyway, and a longer log only slows every refresh.
+            "delta.logRetentionDuration": files,
+            "delta.deletedFileRetentionDuration": files,
+            "delta.setTransactionRetentionDuration": f"interval {round(self.batch_ids_hours * 3600)} seconds",
+        }
+
+
+def retain(store: Warehouse, name: str, retention: Retention) -> bool:
+    """Set the table's retention properties, in one commit and only when they differ. Returns whether it did.
+
+    They take effect at the next checkpoint (`compact`): without them the log and the batch ids a snapshot
+    loads would grow with the table's whole history.
+    """
+    table = store.delta(name)
+    wanted = retention.properties()
+    current = table.metadata().configuration
+    if all(current.get(key) == value for key, value in wanted.items()):
+        return False
+    try:
+        table.alter.set_table_properties(wanted)
+    except CommitFailedError:  # another writer committed first; the next run sets them
+        return False
+    return True
+
+
 def compact(store: Warehouse, name: str, target_mb: int) -> TableUpkeep:
     """Merge the table's small files; then write a checkpoint and drop expired log files."""
     table = store.delta(name)
@@ -57,7 +94,7 @@ def compact(store: Warehouse, name: str, target_mb: int) -> TableUpkeep:
         upkeep.skipped = str(error).splitlines()[0]
     table = store.delta(name)
     table.create_checkpoint()
-    table.cleanup_metadata()  # log files older than the log retention (30 days), now covered by a checkpoint
+    table.cleanup_metadata()  # log files older than the log retention (`retain`), now covered by a checkpoint
     upkeep.files_after = len(store.delta(name).file_uris())
     return upkeep
 

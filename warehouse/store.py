@@ -11,8 +11,11 @@ app id = the batch id, derived from the batch's inputs, never from a streaming o
 in the log is not written again, and two writers publishing the same batch at once conflict in the log:
 one lands, the other finds the batch there. A commit may also advance a watermark (another app id whose
 version is a position in a source table, e.g. "the records version the champion scored up to"); writers
-of the same watermark conflict the same way. Tables with a `key` (records: an id is stored once) are
-written serially: every commit to them names the table's writer claim and is made from the snapshot
+of the same watermark conflict the same way. A batch id is remembered for the table's
+`delta.setTransactionRetentionDuration` (set by `maintenance.retain`), so the snapshot a writer loads
+holds that window's ids, not the whole history's; watermarks and claims are kept for good.
+
+Tables with a `key` (records: an id is stored once) are written serially: every commit to them names the table's writer claim and is made from the snapshot
 its rows were checked against, so a commit that landed in between makes it fail with `Conflict`, and
 the writer checks its rows again (an append costs milliseconds; a MERGE would read the whole table).
 """
@@ -27,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -112,6 +115,7 @@ class Warehouse:
         views: dict[str, str] | None = None,
         storage_options: dict[str, str] | None = None,
         catalog: Path | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.remote = is_remote(root)
         self.location = str(root).rstrip("/") if self.remote else str(Path(root).resolve())
@@ -120,6 +124,7 @@ class Warehouse:
         self.storage_options = (
             storage_options if storage_options is not None else (storage_options_from_env() if self.remote else {})
         )
+        self.clock = clock or (lambda: datetime.now(UTC))  # stamps batch ids, which expire by it
         self._open: dict[str, DeltaTable] = {}
         self._committed: dict[str, int] = {}  # per table, the version this object's last commit created
         if not self.remote and any(c in self.location for c in "[%"):
@@ -411,7 +416,13 @@ class Warehouse:
         read_version: int | None,
     ) -> bool:
         """Make one commit of `batch` with `write` unless the batch is already in the log (see `commit`)."""
-        transactions = [Transaction(batch, 0), *(Transaction(app, version) for app, version in marks)]
+        # The batch id carries its time, so it expires with the table's retention of batch ids; a mark has
+        # none, so it never expires (a watermark forgotten would mean scoring everything again).
+        stamp = int(self.clock().timestamp() * 1000)
+        transactions = [
+            Transaction(batch, 0, last_updated=stamp),
+            *(Transaction(app, version) for app, version in marks),
+        ]
         properties = CommitProperties(app_transactions=transactions, max_commit_retries=20)
         for _ in range(COMMIT_ATTEMPTS):
             latest = self.delta(table)

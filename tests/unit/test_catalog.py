@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -237,3 +238,36 @@ def test_prediction_reasons_has_one_row_per_prediction_and_reason_in_rank_order(
         ).fetchall()
 
     assert got == [("a", 1, "amount", 2.5, "900"), ("a", 2, "colour", 0.7, "red")]
+
+
+def test_a_warehouse_written_before_a_column_was_added_keeps_its_catalog(tmp_path: Path) -> None:
+    """Predictions stored before the explanation columns existed: opening the warehouse with the layout that
+    has them adds them, and the catalog (its views and the derived ones) reads the old rows with nulls."""
+    explanations = ("base_value", "contributions", "reasons")
+    current = {t.name: t for t in open_warehouse(tmp_path / "wh", FEATURES, event_time=False).tables.values()}  # type: ignore[arg-type]
+    before = current["predictions"].schema
+    kept = pa.schema([f for f in before if f.name not in explanations])
+    older = replace(current["predictions"], schema=kept, optional=())
+    old_store = Warehouse(tmp_path / "wh", [*(t for n, t in current.items() if n != "predictions"), older], VIEWS)
+    old_store.init()
+    at = datetime(2026, 11, 21, tzinfo=UTC)
+    scored = pa.table(
+        {
+            "record_id": ["a", "b"],
+            "model_version": ["v1"] * 2,
+            "score": [0.9, 0.2],
+            "label": ["yes", "no"],
+            "threshold": [0.5] * 2,
+            "embedding": pa.array([[0.0]] * 2, pa.list_(pa.float32())),
+            "scored_at": pa.array([at] * 2, TS),
+        }
+    )
+    assert old_store.commit("predictions", "old", scored, partition="2026-11-21")
+
+    store = store_at(tmp_path / "wh")  # the layout of now: adds the columns in one commit
+    with attach(build_catalog(store)) as con:
+        rows = con.execute("SELECT record_id, base_value, reasons FROM predictions ORDER BY record_id").fetchall()
+        assert rows == [("a", None, None), ("b", None, None)]
+        assert count(con, "prediction_reasons") == 0
+        columns = [row[0] for row in con.execute("SELECT column_name FROM (DESCRIBE predictions)").fetchall()]
+    assert columns == before.names

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 from warehouse import scoring
 from warehouse.catalog import build_catalog
 from warehouse.layout import open_warehouse
-from warehouse.maintenance import ERASABLE, compact, forget, vacuum
+from warehouse.maintenance import ERASABLE, Retention, compact, forget, retain, vacuum
 from warehouse.store import Warehouse
 
 FEATURES = {"amount": "numeric", "colour": "categorical"}
@@ -241,3 +241,33 @@ def test_after_forget_compaction_and_vacuum_no_file_of_the_warehouse_holds_the_i
     assert count(store, "records") == 2
     kinds = {part for p in store.root.rglob("*") for part in p.parts if part.startswith("_")}
     assert "_delta_log" in kinds
+
+
+# --------------------------------------------------------------------------------------------- retention
+
+
+def test_retention_bounds_the_log_and_forgets_old_batch_ids_but_never_a_watermark(tmp_path: Path) -> None:
+    """After `retain` and a checkpoint, a batch published longer ago than the batch-id retention is no longer
+    in the snapshot a reader loads, a recent one still is, the watermark (committed with the old batch) stays,
+    and the log keeps no entry below the checkpoint when its retention is zero."""
+    store = open_warehouse(tmp_path / "wh", FEATURES, event_time=False)  # type: ignore[arg-type]
+    store.init()
+    now = datetime.now(UTC)
+    store.clock = lambda: now - timedelta(days=40)
+    commit(store, "predictions", "old", ["a"], marks=[(scoring.watermark_app("v1"), 3)])
+    store.clock = lambda: now - timedelta(days=2)
+    commit(store, "predictions", "recent", ["b"])
+
+    retention = Retention(files_hours=0, batch_ids_hours=30 * 24)
+    assert retain(store, "predictions", retention)
+    assert not retain(store, "predictions", retention)  # already set: no second commit
+    compact(store, "predictions", target_mb=64)
+
+    reopened = open_warehouse(tmp_path / "wh", FEATURES, event_time=False)  # type: ignore[arg-type]
+    assert not reopened.has_batch("predictions", "old")
+    assert reopened.has_batch("predictions", "recent")
+    assert reopened.watermark("predictions", scoring.watermark_app("v1")) == 3
+    assert count(reopened, "predictions") == 2  # forgetting an id removes no row
+    log = tmp_path / "wh" / "predictions" / "_delta_log"
+    checkpoint = int(json.loads((log / "_last_checkpoint").read_text())["version"])
+    assert [p.name for p in log.glob("*.json") if int(p.stem) < checkpoint] == []
