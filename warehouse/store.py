@@ -17,7 +17,8 @@ holds that window's ids, not the whole history's; watermarks and claims are kept
 
 Tables with a `key` (records: an id is stored once) are written serially: every commit to them names
 the table's writer claim and is made from the snapshot its rows were checked against, so a commit that
-landed in between makes it fail with `Conflict`, and the writer checks its rows again (an append costs milliseconds; a MERGE would read the whole table).
+landed in between makes it fail with `Conflict`, and the writer checks its rows again (an append costs
+milliseconds; a MERGE would read the whole table).
 """
 
 from __future__ import annotations
