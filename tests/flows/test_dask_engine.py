@@ -33,6 +33,9 @@ from tests.conftest import repo_config_document, write_toml
 from tests.flows.conftest import Project, arrivals, synthetic_arrivals
 from tests.s3server import S3Server
 
+# One S3 server at a time on this machine (its ports are fixed): the S3 modules share a test worker.
+pytestmark = pytest.mark.xdist_group("s3")
+
 UNIT_ROWS = 100  # small units: several per run, so ordering and commits between units are exercised
 
 
