@@ -103,8 +103,11 @@ def cycle_seconds(config: Path, rows: pd.DataFrame, name: str) -> float:
     rows.to_csv(incoming / name, index=False)
     started = time.perf_counter()
     ingest(str(config))
-    score(str(config))
-    return time.perf_counter() - started
+    scored = score(str(config)).scored
+    seconds = time.perf_counter() - started
+    if scored != len(rows):  # a cycle that stored nothing would measure nothing
+        raise RuntimeError(f"the cycle on {config} scored {scored} records of {len(rows)}")
+    return seconds
 
 
 def record_lookup_seconds(catalog: Path, repeats: int = 5) -> float:
@@ -164,21 +167,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=100)
     parser.add_argument("--rows-per-slot", type=int, default=110, help="records per 15-minute batch")
+    parser.add_argument(
+        "--measure-only", action="store_true", help="measure the warehouses the last build left, without building"
+    )
     args = parser.parse_args()
     say = lambda line: print(line, flush=True)  # noqa: E731
     from flows.runtime import open_store, without_heartbeats
     from flows.train import train
 
     work = OUT / "soak"
-    shutil.rmtree(work, ignore_errors=True)
-    configs = {name: make_config(work / name) for name in ("empty", "soaked")}
+    path = OUT / "results.json"
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    if args.measure_only:
+        configs = {name: work / name / "scorehouse.toml" for name in ("empty", "soaked")}
+        built = {"build_s": existing["soak_build_s"], "records": existing["soak_records"]}
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        configs = {name: make_config(work / name) for name in ("empty", "soaked")}
     with without_heartbeats():
-        for config in configs.values():
-            train(str(config))
-        settings = load_settings(configs["soaked"])
-        store = open_store(settings)
-        say(f"building {args.days} days x {SLOTS_PER_DAY} slots x {args.rows_per_slot} records ...")
-        built = build(store, settings.dataset, args.days, args.rows_per_slot, "v1", say)
+        if not args.measure_only:
+            for config in configs.values():
+                train(str(config))
+            settings = load_settings(configs["soaked"])
+            say(f"building {args.days} days x {SLOTS_PER_DAY} slots x {args.rows_per_slot} records ...")
+            built = build(open_store(settings), settings.dataset, args.days, args.rows_per_slot, "v1", say)
+            path.write_text(
+                json.dumps({**existing, "soak_build_s": built["build_s"], "soak_records": built["records"]})
+            )
+            existing = json.loads(path.read_text())
         results: dict[str, Any] = {}
         for name, config in configs.items():
             say(f"measuring the {name} warehouse ...")
@@ -198,9 +214,6 @@ def main() -> None:
         "soak_files_per_table": {t: c["snapshot"] for t, c in soaked["files"].items()},
         "soak_files_on_disk_per_table": {t: c["on_disk"] for t, c in soaked["files"].items()},
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "results.json"
-    existing = json.loads(path.read_text()) if path.exists() else {}
     path.write_text(json.dumps({**existing, **summary}, indent=2))
     print_table(summary, empty)
 
