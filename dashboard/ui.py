@@ -90,6 +90,11 @@ def plain(value: object) -> str:
     return str(value)
 
 
+def csv_bytes(rows: pd.DataFrame) -> bytes:
+    """A table as a CSV file (UTF-8, a header, no index): what a download button hands over."""
+    return rows.to_csv(index=False).encode()
+
+
 def decimal(value: float | None, digits: int = 3) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 

@@ -191,9 +191,9 @@ def _run_column(con: duckdb.DuckDBPyConnection, table: str, alias: str = "") -> 
     found = con.execute(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
         [table, FLOW_RUN_ID],
-    ).fetchone()
+    ).fetchall()  # consumed whole: DuckDB 2 refuses the next query while a result is left open
     prefix = f"{alias}." if alias else ""
-    return f"{prefix}{FLOW_RUN_ID}" if found and found[0] else f"NULL::VARCHAR AS {FLOW_RUN_ID}"
+    return f"{prefix}{FLOW_RUN_ID}" if found[0][0] else "NULL::VARCHAR"
 
 
 # ---------------------------------------------------------------------------------------- overview
@@ -805,7 +805,7 @@ def export_monitoring(con: duckdb.DuckDBPyConnection, first_day: date | None, la
         f"""
         SELECT report_id, run_at, window_start, window_end, model_version, metric, column_name, value, threshold,
                status, p_value, p_value_threshold, sample_size, sampled, detail, report_path,
-               {_run_column(con, "monitoring")}
+               {_run_column(con, "monitoring")} AS {FLOW_RUN_ID}
         FROM monitoring
         WHERE timezone('UTC', window_end)::DATE
               BETWEEN coalesce(?, DATE '0001-01-01') AND coalesce(?, DATE '9999-12-31')
@@ -926,7 +926,7 @@ def model_versions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                s.champion_on_shared_rows AS against_on_shared_rows, s.gain, s.low, s.high,
                s.decision_rows AS rows_compared,
                m.threshold, m.model_input, m.train_rows, m.holdout_rows, m.data_from, m.data_to, m.reason,
-               {_run_column(con, "models", "m")}
+               {_run_column(con, "models", "m")} AS {FLOW_RUN_ID}
         FROM models m
         LEFT JOIN decided d USING (model_version)
         LEFT JOIN champion c USING (model_version)
@@ -951,7 +951,7 @@ def registry_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         con,
         f"""
         SELECT event_at, model_version, event, reason, actor, roc_auc, f1, balanced_accuracy,
-               {_run_column(con, "models")} FROM models
+               {_run_column(con, "models")} AS {FLOW_RUN_ID} FROM models
         ORDER BY event_at DESC,
                  CASE event WHEN 'retired' THEN 0 WHEN 'promoted' THEN 1 WHEN 'rejected' THEN 1 ELSE 2 END,
                  model_version

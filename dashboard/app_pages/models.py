@@ -40,11 +40,6 @@ def decided_sentence(row: pd.Series) -> str:
     )
 
 
-def version_csv(table: pd.DataFrame) -> bytes:
-    """The versions table as a CSV file: the columns as stored, the Prefect run as its id."""
-    return table.to_csv(index=False).encode()
-
-
 def versions(table: pd.DataFrame, prefect_ui: str | None) -> None:
     st.subheader("Versions")
     st.caption(
@@ -69,7 +64,7 @@ def versions(table: pd.DataFrame, prefect_ui: str | None) -> None:
     ui.full_text(table, "reason", lambda row: f"**{ui.text(row['model_version'])}**", "Each version's reason")
     st.download_button(
         "Download the versions as CSV",
-        data=version_csv(table),
+        data=ui.csv_bytes(table),
         file_name="model_versions.csv",
         mime="text/csv",
         icon=":material/download:",
