@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pandas as pd
 import pyarrow as pa
@@ -19,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import ui
 from dashboard.settings import DashboardSettings
-from tests.conftest import tiny_config_document, write_toml
+from tests.conftest import repo_config_document, tiny_config_document, write_toml
 from tests.dashboard import tiny_warehouse as tw
 from tests.dashboard.conftest import APP
 from tests.dashboard.tiny_warehouse import Tiny, add_records_and_predictions, empty_warehouse, tiny_warehouse
@@ -236,7 +237,10 @@ def test_monitoring_shows_trends_alerts_and_reports(open_app: OpenApp, tiny: Tin
 
     assert at.selectbox(key="monitoring.report").value == "r2"
     at.toggle(key="monitoring.show_report").set_value(True).run()
-    assert not at.exception and len(at.get("download_button")) == 1
+    assert not at.exception and [b.proto.label for b in at.get("download_button")] == [
+        "Download the monitoring rows of this range as CSV",
+        "Download the report (HTML)",
+    ]
     assert "its count of drifted columns can differ" in text(at)
     at.selectbox(key="monitoring.report").set_value("r1").run()
     assert "r1.html` is gone" in text(at)
@@ -245,9 +249,9 @@ def test_monitoring_shows_trends_alerts_and_reports(open_app: OpenApp, tiny: Tin
 def test_one_columns_drift_over_time(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "monitoring")
     at.selectbox(key="monitoring.trend_column").set_value("amount").run()
-    assert "1 of 1 reports found amount drifted (significant and material)." in text(at)
+    assert "1 of 1 reports in the range found amount drifted (significant and material)" in text(at)
     at.selectbox(key="monitoring.trend_column").set_value("colour").run()
-    assert "0 of 1 reports found colour drifted" in text(at)
+    assert "0 of 1 reports in the range found colour drifted" in text(at)
 
 
 def test_prediction_drift_plots_one_quantity_and_names_each_test(open_app: OpenApp, tiny: Tiny) -> None:
@@ -723,3 +727,49 @@ def test_a_warehouse_from_before_the_run_column_shows_its_rows_then_the_new_runs
     assert reports["flow_run_id"].tolist() == ["http://127.0.0.1:4200/runs/flow-run/run-3", None, None]
     assert page(open_app, catalog, "overview").markdown  # the old rows read as null: no run named
     assert "by Prefect run" not in text(page(open_app, catalog, "overview"))
+
+
+def test_the_real_flows_record_their_runs_and_the_pages_link_them(
+    open_app: OpenApp, tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Train, then one cycle (ingest, score, labels, monitor) through the real flows: each run's id is stored
+    with what it wrote, it is the id of a run of that flow on the Prefect server, and the pages link it."""
+    from prefect.client.orchestration import get_client
+
+    from flows.cycle import scoring_cycle
+    from flows.train import train
+    from tests.dashboard.test_browser import drop_arrivals_and_their_labels
+    from tests.flows.conftest import Project
+
+    document = repo_config_document(chunk_rows=500)
+    document["retrain"] = {"every_new_labels": 1_000_000, "on_drift": False, "on_quality_drop": False}
+    project = Project(folder=tmp_path, config_path=write_toml(tmp_path / "scorehouse.toml", document))
+    train(project.config)
+    drop_arrivals_and_their_labels(project)
+    scoring_cycle(project.config)
+
+    stored = {
+        table: project.query(f"SELECT DISTINCT flow_run_id, batch_id FROM {table}")
+        for table in ("records", "models", "monitoring")
+    }
+    with get_client(sync_client=True) as client:
+        for table, flow_name in (("records", "ingest"), ("models", "train"), ("monitoring", "monitor")):
+            runs = set(stored[table]["flow_run_id"])
+            assert len(runs) == 1 and None not in runs, (table, runs)
+            run = client.read_flow_run(UUID(runs.pop()))
+            assert client.read_flow(run.flow_id).name == flow_name
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    catalog = project.settings.catalog_path
+    at = page(open_app, catalog, "monitoring")
+    monitor_run = stored["monitoring"]["flow_run_id"].iloc[0]
+    assert table_with(at, "flow_run_id")["flow_run_id"].tolist() == [
+        f"http://127.0.0.1:4200/runs/flow-run/{monitor_run}"
+    ]
+    ingest_run = stored["records"]["flow_run_id"].iloc[0]
+    assert f"by Prefect run [`{ingest_run}`](http://127.0.0.1:4200/runs/flow-run/{ingest_run})" in text(
+        page(open_app, catalog, "overview")
+    )
+    _, shown = every_table_and_text(open_app, catalog)
+    batch_ids = {b for frame in stored.values() for b in frame["batch_id"]}
+    assert batch_ids and not [b for b in batch_ids if b in shown]  # no batch id anywhere people read
