@@ -137,7 +137,7 @@ up: env ## start server, deployments, worker, dashboard and reports UI in the ba
 	  || { echo "deploy failed; the end of .run/logs/deploy.log:"; tail -n 20 $(RUN_DIR)/logs/deploy.log; exit 1; }
 	@echo "deploy: work pool $(POOL) and the deployments of prefect.yaml registered (log .run/logs/deploy.log)"
 	$(call start,worker,$(WORKER_CMD))
-	$(call start,dashboard,$(DASHBOARD_CMD))
+	$(call start,dashboard,env PREFECT_UI_URL=http://$(HOST):$(PREFECT_PORT) $(DASHBOARD_CMD))
 	@mkdir -p $(WORKSPACE)
 	$(call start,reports-ui,$(REPORTS_CMD))
 	$(call wait_for,dashboard,http://$(HOST):$(DASHBOARD_PORT)/_stcore/health)

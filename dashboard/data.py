@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
@@ -88,5 +88,16 @@ def export_csv(where: queries.PredictionFilter, max_rows: int) -> Callable[[], b
     def write() -> bytes:
         with current.cursor() as con:
             return queries.export_predictions(con, where, max_rows).data
+
+    return write
+
+
+def export_monitoring_csv(first_day: date | None, last_day: date | None) -> Callable[[], bytes]:
+    """What the monitoring download calls when clicked: the monitoring rows of windows ending in the range."""
+    current = reader()
+
+    def write() -> bytes:
+        with current.cursor() as con:
+            return queries.export_monitoring(con, first_day, last_day)
 
     return write

@@ -8,7 +8,7 @@ in log-odds (margin) units: base value + contributions = the logit of the score.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -89,8 +89,9 @@ def waterfall_chart(steps: pd.DataFrame) -> alt.Chart:
 # ------------------------------------------------------------------------------------------- pages
 
 
-def record(record_id: str) -> None:
-    """The Record page's "Why this score": the waterfall and the reason codes in words."""
+def record(record_id: str, numeric: Collection[str] = ()) -> None:
+    """The Record page's "Why this score": the waterfall and the reason codes in words. The values of the
+    `numeric` features are written as numbers are (`10000`, not `10000.0`)."""
     st.subheader("Why this score")
     stored = ask(queries.record_explanation, record_id)
     if stored is None:
@@ -101,7 +102,12 @@ def record(record_id: str) -> None:
     reasons = list(stored["reasons"])
     words = feature_words()
     if reasons:
-        sentences = [reason_in_words(r["feature"], r["value"], rank, words) for rank, r in enumerate(reasons)]
+        sentences = [
+            reason_in_words(
+                r["feature"], ui.plain_number(r["value"]) if r["feature"] in numeric else r["value"], rank, words
+            )
+            for rank, r in enumerate(reasons)
+        ]
         st.markdown("\n".join(f"{rank + 1}. {ui.text(s)}" for rank, s in enumerate(sentences)))
     else:
         st.markdown("No feature raised this record's risk above the average record's.")

@@ -32,6 +32,20 @@ class DashboardSettings(BaseSettings):
     )
     page_rows: int = Field(default=50, ge=1, le=1000, description="rows per page of the predictions table")
     export_rows: int = Field(default=100_000, ge=1, description="most rows a CSV download holds")
+    prefect_ui_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PREFECT_UI_URL", "prefect_ui_url"),
+        description="the Prefect UI a person's browser opens, for links to the flow run that wrote a batch or report",
+    )
+    prefect_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PREFECT_API_URL", "prefect_api_url"),
+        description="the Prefect API; without PREFECT_UI_URL its address minus `/api` is taken as the UI's",
+    )
+
+    def prefect_ui(self) -> str | None:
+        """Where the Prefect UI is, when known: PREFECT_UI_URL, else PREFECT_API_URL minus its `/api`."""
+        return prefect_ui_of(self.prefect_ui_url, self.prefect_api_url)
 
     def source(self) -> str:
         """What the pages read: the catalog file, or, for a warehouse on object storage (whose catalog only
@@ -47,3 +61,14 @@ class DashboardSettings(BaseSettings):
         if self.catalog is not None:
             return self.catalog.resolve()
         return load_settings().warehouse_dir / CATALOG_FILE
+
+
+def prefect_ui_of(ui_url: str | None, api_url: str | None) -> str | None:
+    """The Prefect UI's address from its own setting, or from the API's (a local server serves both, the API under
+    `/api`, as Prefect itself infers it); None when neither is set."""
+    if ui_url and ui_url.strip():
+        return ui_url.strip().rstrip("/")
+    api = (api_url or "").strip().rstrip("/")
+    if not api:
+        return None
+    return api.removesuffix("/api")

@@ -6,9 +6,11 @@ Every empty state names the missing thing and the command that produces it, neve
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
@@ -56,6 +58,24 @@ def time_column(label: str) -> Any:
     return st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm", timezone="UTC")
 
 
+def day_range(picked: object) -> tuple[date | None, date | None]:
+    """The days a range date input holds: none, the first only (while picking), or both."""
+    given = list(picked) if isinstance(picked, tuple | list) else [picked]
+    days: list[date] = [d for d in given if isinstance(d, date)]
+    return (days[0] if days else None), (days[1] if len(days) > 1 else None)
+
+
+def within_days(rows: pd.DataFrame, column: str, first: date | None, last: date | None) -> pd.DataFrame:
+    """The rows whose time in `column` falls on a UTC day from `first` to `last` (inclusive; None: unbounded)."""
+    days = pd.to_datetime(rows[column], utc=True).dt.date
+    keep = pd.Series(True, index=rows.index)
+    if first is not None:
+        keep &= days >= first
+    if last is not None:
+        keep &= days <= last
+    return rows[keep]
+
+
 def count(value: int) -> str:
     return f"{value:,}"
 
@@ -68,6 +88,11 @@ def plain(value: object) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return str(value)
+
+
+def csv_bytes(rows: pd.DataFrame) -> bytes:
+    """A table as a CSV file (UTF-8, a header, no index): what a download button hands over."""
+    return rows.to_csv(index=False).encode()
 
 
 def decimal(value: float | None, digits: int = 3) -> str:
@@ -104,3 +129,74 @@ def code(value: object) -> str:
     fence = "`" * (max((len(run) for run in re.findall(r"`+", shown)), default=0) + 1)
     pad = " " if shown[0] in "` " or shown[-1] in "` " else ""
     return f"{fence}{pad}{shown}{pad}{fence}"
+
+
+def plain_number(value: str | None) -> str | None:
+    """A number stored as text (a reason code's value) as a person writes it: `10000.0` as `10000`; other text
+    as it is. Reason values of numeric features are text, and warehouses written before they were shortened hold
+    `10000.0`."""
+    if value is None or not _FLOAT_TEXT.fullmatch(value.strip()):
+        return value
+    return plain(float(value))
+
+
+_FLOAT_TEXT = re.compile(r"[-+]?\d+\.0+")  # only a whole number written with a zero fraction is rewritten
+
+
+# ------------------------------------------------------------------------------------ long text
+
+
+def full_text(rows: pd.DataFrame, column: str, heading: Callable[[pd.Series], str], what: str) -> None:
+    """Every value of a long text column whole, in an expander under its table: a table cell cuts text at the
+    column's width. `heading` names a row (markdown, already escaped); the text itself is escaped here."""
+    shown = rows[rows[column].notna() & (rows[column].astype(str).str.strip() != "")]
+    if shown.empty:
+        return
+    with st.expander(f"{what} in full ({count(len(shown))})"):
+        st.markdown("\n".join(f"- {heading(row)}: {text(row[column])}" for _, row in shown.iterrows()))
+
+
+def long_text_column(label: str) -> Any:
+    """A table column of sentences: wide, and saying where to read a cut one whole."""
+    return st.column_config.TextColumn(
+        label, width="large", help="Cut to the column's width: double-click a cell, or open the full text below"
+    )
+
+
+# ------------------------------------------------------------------------------------ Prefect runs
+
+RUN_PATH = "/runs/flow-run/"
+
+
+def flow_run_url(prefect_ui: str | None, run_id: object) -> str | None:
+    """The Prefect UI's page of a flow run, or None when the UI's address or the run is unknown."""
+    if prefect_ui is None or run_id is None or pd.isna(run_id) or not str(run_id).strip():  # type: ignore[call-overload]
+        return None
+    return f"{prefect_ui}{RUN_PATH}{quote(str(run_id).strip(), safe='')}"
+
+
+def with_run_links(rows: pd.DataFrame, prefect_ui: str | None) -> pd.DataFrame:
+    """The table with its `flow_run_id` as links to the runs when the Prefect UI is known (ids as they are else)."""
+    if prefect_ui is None or "flow_run_id" not in rows:
+        return rows
+    links = pd.Series([flow_run_url(prefect_ui, run) for run in rows["flow_run_id"]], index=rows.index, dtype=object)
+    return rows.assign(flow_run_id=links)
+
+
+def run_column(prefect_ui: str | None) -> Any:
+    """The table column of the Prefect flow run that wrote a row: a link to it when the UI's address is known."""
+    if prefect_ui is None:
+        return st.column_config.TextColumn(
+            "Prefect run", help="The flow run's id. Set PREFECT_UI_URL (or PREFECT_API_URL) to get links to the runs."
+        )
+    return st.column_config.LinkColumn(
+        "Prefect run", display_text=rf"{re.escape(RUN_PATH)}(.*)$", help="Opens the flow run in the Prefect UI"
+    )
+
+
+def run_sentence(prefect_ui: str | None, run_id: object) -> str:
+    """ " by Prefect run [id](url)" (or the id alone when the UI is unknown), or nothing without a run."""
+    if run_id is None or pd.isna(run_id) or not str(run_id).strip():  # type: ignore[call-overload]
+        return ""
+    url = flow_run_url(prefect_ui, run_id)
+    return f" by Prefect run [{code(run_id)}]({url})" if url else f" by Prefect run {code(run_id)}"

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.drop_folder import INGEST_TABLES, Entry, file_digest, file_note, put_aside, refusal, refuse, resume, scan
-from flows.runtime import open_store, publish, run_name, settings_from, utc_now
+from flows.runtime import open_store, publish, run_name, settings_from, this_flow_run_id, utc_now
 from pipeline.config import Settings
 from pipeline.validate import (
     BAD_COLUMNS,
@@ -23,6 +23,7 @@ from pipeline.validate import (
     read_blocks,
     validate_rows,
 )
+from warehouse.layout import FLOW_RUN_ID
 from warehouse.store import COMMIT_ATTEMPTS, CommitError, Conflict, Warehouse, batch_id, repeat
 
 
@@ -53,7 +54,7 @@ def stored_ids(store: Warehouse, ids: pa.ChunkedArray, version: int) -> set[str]
 
 
 def _quarantine_table(bad: pd.DataFrame, name: str, now: pd.Timestamp) -> pa.Table:
-    frame = bad[BAD_COLUMNS].assign(source_file=name, quarantined_at=now)
+    frame = bad[BAD_COLUMNS].assign(source_file=name, quarantined_at=now, **{FLOW_RUN_ID: this_flow_run_id()})
     frame["row_number"] = frame["row_number"].astype("Int64")
     return pa.Table.from_pandas(frame, preserve_index=False)
 
@@ -77,6 +78,7 @@ def _commit_block(
     store.commit("quarantine", refusals, _quarantine_table(bad, name, now), partition=day)
     records = checked.good.append_column("source_file", repeat(name, checked.good.num_rows, pa.string()))
     records = records.append_column("ingested_at", repeat(now, records.num_rows, pa.timestamp("us", tz="UTC")))
+    records = records.append_column(FLOW_RUN_ID, repeat(this_flow_run_id(), records.num_rows, pa.string()))
     store.commit("records", batch, records, partition=day, read_version=version)
     return checked
 

@@ -21,10 +21,11 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name, dashboard_url, is_deployed, report_url, start_retrain
-from flows.runtime import open_store, publish, run_name, settings_from, utc_now
+from flows.runtime import open_store, publish, run_name, settings_from, this_flow_run_id, utc_now
 from pipeline.config import Settings
 from pipeline.episodes import Episode, Step, advance
 from pipeline.triggers import RetrainDue, retrain_alerts, retrain_due
+from warehouse.layout import FLOW_RUN_ID
 from warehouse.queries import last_retrain_at, open_episodes
 from warehouse.registry import champion, new_labels_since_training
 from warehouse.store import CommitError, Conflict, Warehouse, batch_id
@@ -447,7 +448,14 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
         "monitoring",
         report_id,
         _monitoring_rows(
-            metrics, {**common, "run_at": now, "sampled": result.sampled, "report_path": str(report_path)}
+            metrics,
+            {
+                **common,
+                "run_at": now,
+                "sampled": result.sampled,
+                "report_path": str(report_path),
+                FLOW_RUN_ID: this_flow_run_id(),
+            },
         ),
         partition=now.date().isoformat(),
     )

@@ -20,12 +20,13 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from flows.runtime import utc_now
+from flows.runtime import this_flow_run_id, utc_now
 from pipeline.artifacts import release_version, save_version
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.model import ScoringModel
 from pipeline.training import reference_set
+from warehouse.layout import FLOW_RUN_ID
 from warehouse.registry import reference_batch
 from warehouse.store import Warehouse, batch_id
 
@@ -130,9 +131,10 @@ def commit_events(
 ) -> bool:
     """Append registry rows as one batch; columns a row does not name are null. A batch that promotes
     claims the champion: a promotion committed since `read_version` (or at the same moment) makes it
-    conflict (`Conflict`) instead of both landing."""
+    conflict (`Conflict`) instead of both landing. Each row names the flow run that wrote it (none outside one)."""
     schema = store.table("models").schema
-    filled = [{name: row.get(name) for name in schema.names} for row in rows]
+    run = this_flow_run_id()
+    filled = [{name: row.get(name) for name in schema.names} | {FLOW_RUN_ID: row.get(FLOW_RUN_ID, run)} for row in rows]
     day = rows[0]["event_at"].date().isoformat()
     marks = [(claim, 0) for claim in claims or []]
     if any(row.get("event") == "promoted" for row in rows):

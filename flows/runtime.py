@@ -120,6 +120,14 @@ def run_name(verb: str) -> Callable[[], str]:
     return lambda: f"{verb} {dataset_of_this_run()}{utc_now():%Y-%m-%d %H:%M}"
 
 
+def this_flow_run_id() -> str | None:
+    """The id of the Prefect flow run doing this work (the innermost one: a subflow's own), stored beside the
+    rows it writes so people can follow a batch or a report back to its run; None outside a flow run."""
+    from prefect.runtime import flow_run
+
+    return flow_run.get_id()
+
+
 def dataset_of_this_run() -> str:
     """The dataset name of the running flow's `config` parameter and a space, or nothing when it cannot be read
     (the name is a label: a config that does not load fails the run itself, with its own message)."""

@@ -17,6 +17,10 @@ import pyarrow as pa
 from warehouse.store import Table, Warehouse
 
 FeatureKind = Literal["numeric", "categorical"]
+# The Prefect flow run that wrote a row, where people follow a batch or a report back to its run: a nullable
+# column (rows written outside a flow run, or before the column existed, hold null).
+FLOW_RUN_ID = "flow_run_id"
+RUN_LINKED = ("records", "quarantine", "models", "monitoring")
 TS = pa.timestamp("us", tz="UTC")
 
 QUARANTINE = pa.schema(
@@ -32,6 +36,7 @@ QUARANTINE = pa.schema(
         ("quarantined_at", TS),
         ("quarantined_on", pa.string()),
         ("batch_id", pa.string()),
+        (FLOW_RUN_ID, pa.string()),  # the Prefect flow run that wrote the row (added later: null before)
     ]
 )
 
@@ -73,6 +78,7 @@ MODELS = pa.schema(
         ("compared_until", TS),  # latest label time of the compared rows: later decisions use only newer rows
         ("event_on", pa.string()),
         ("batch_id", pa.string()),
+        (FLOW_RUN_ID, pa.string()),  # the Prefect flow run that wrote the row (added later: null before)
     ]
 )
 
@@ -126,6 +132,7 @@ MONITORING = pa.schema(
         ("report_path", pa.string()),
         ("monitored_on", pa.string()),
         ("batch_id", pa.string()),
+        (FLOW_RUN_ID, pa.string()),  # the Prefect flow run that wrote the row (added later: null before)
     ]
 )
 
@@ -163,6 +170,7 @@ def records_schema(features: Mapping[str, FeatureKind], event_time: bool) -> pa.
         pa.field("ingested_at", TS),
         pa.field("ingested_on", pa.string()),
         pa.field("batch_id", pa.string()),
+        pa.field(FLOW_RUN_ID, pa.string()),  # the Prefect flow run that ingested it (added later: null before)
     ]
     return pa.schema(fields)
 
@@ -176,6 +184,7 @@ OPTIONAL_COLUMNS = {
     "predictions": EXPLANATION_COLUMNS,
     "predictions_current": EXPLANATION_COLUMNS,
     "reference": ("contributions",),
+    **{name: (FLOW_RUN_ID,) for name in RUN_LINKED},
 }
 
 

@@ -26,7 +26,7 @@ import duckdb
 import pandas as pd
 import pyarrow.csv as pa_csv
 
-from warehouse.layout import ALERT_OF_METRIC, records_schema
+from warehouse.layout import ALERT_OF_METRIC, FLOW_RUN_ID, records_schema
 from warehouse.store import SAFE_DUCKDB_CONFIG
 
 if TYPE_CHECKING:
@@ -185,6 +185,17 @@ def _placeholders(values: Sequence[object]) -> str:
     return ", ".join("?" for _ in values)
 
 
+def _run_column(con: duckdb.DuckDBPyConnection, table: str, alias: str = "") -> str:
+    """SQL for a table's `flow_run_id` (the Prefect run that wrote a row), or a null in its place when the
+    catalog was built before the column existed (until the next flow run rebuilds it)."""
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+        [table, FLOW_RUN_ID],
+    ).fetchall()  # consumed whole: DuckDB 2 refuses the next query while a result is left open
+    prefix = f"{alias}." if alias else ""
+    return f"{prefix}{FLOW_RUN_ID}" if found[0][0] else "NULL::VARCHAR"
+
+
 # ---------------------------------------------------------------------------------------- overview
 
 
@@ -221,6 +232,7 @@ class Batch:
     source: str  # the file ingested, or the model version that scored
     rows: int
     written_at: datetime
+    flow_run_id: str | None = None  # the Prefect flow run that wrote it, where the table stores one
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -283,7 +295,8 @@ def last_ingest(con: duckdb.DuckDBPyConnection) -> Batch | None:
         return None
     row = _row(
         con,
-        "SELECT source_file AS source, count(*) AS rows, max(ingested_at) AS written_at FROM records "
+        f"SELECT source_file AS source, count(*) AS rows, max(ingested_at) AS written_at, "
+        f"any_value({_run_column(con, 'records')}) AS {FLOW_RUN_ID} FROM records "
         "WHERE ingested_at = ? GROUP BY source_file ORDER BY source_file LIMIT 1",
         [newest],
     )
@@ -763,7 +776,8 @@ def prediction_drift(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def reports(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """One row per monitoring report, newest first: its window, rows, alerts (how many of drift, prediction drift
-    and quality, and which), the columns that drifted, the retraining decision and where its HTML is."""
+    and quality, and which), the columns that drifted, the retraining decision, where its HTML is and the Prefect
+    flow run that made it (null for reports from before runs were recorded)."""
     return _frame(
         con,
         f"""
@@ -776,10 +790,35 @@ def reports(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                    FILTER (WHERE status = 'alert') AS alerted,
                count(*) FILTER (WHERE status = 'alert' AND metric = '{COLUMN_DRIFT}') AS drifted_columns,
                max(value) FILTER (WHERE metric = 'retrain_due') = 1 AS retrain_due,
-               any_value(report_path) AS report_path
+               any_value(report_path) AS report_path,
+               any_value({_run_column(con, "monitoring")}) AS {FLOW_RUN_ID}
         FROM monitoring GROUP BY report_id ORDER BY run_at DESC, report_id
         """,
     )
+
+
+def export_monitoring(con: duckdb.DuckDBPyConnection, first_day: date | None, last_day: date | None) -> bytes:
+    """As CSV, every monitoring row (each report's metrics, per column too) whose window ended between the two
+    UTC days (inclusive; None: no bound), oldest first, with the report's file and the Prefect run that made it."""
+    return _csv(
+        con,
+        f"""
+        SELECT report_id, run_at, window_start, window_end, model_version, metric, column_name, value, threshold,
+               status, p_value, p_value_threshold, sample_size, sampled, detail, report_path,
+               {_run_column(con, "monitoring")} AS {FLOW_RUN_ID}
+        FROM monitoring
+        WHERE timezone('UTC', window_end)::DATE
+              BETWEEN coalesce(?, DATE '0001-01-01') AND coalesce(?, DATE '9999-12-31')
+        ORDER BY window_end, run_at, report_id, metric, column_name
+        """,
+        [first_day, last_day],
+    )
+
+
+def _csv(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> bytes:
+    sink = io.BytesIO()
+    pa_csv.write_csv(con.sql(sql, params=list(params)).to_arrow_table(), sink)
+    return sink.getvalue()
 
 
 def column_drift(con: duckdb.DuckDBPyConnection, report_id: str) -> pd.DataFrame:
@@ -886,7 +925,8 @@ def model_versions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                s.metric AS decided_on, s.challenger_on_shared_rows, s.champion AS against,
                s.champion_on_shared_rows AS against_on_shared_rows, s.gain, s.low, s.high,
                s.decision_rows AS rows_compared,
-               m.threshold, m.model_input, m.train_rows, m.holdout_rows, m.data_from, m.data_to, m.reason
+               m.threshold, m.model_input, m.train_rows, m.holdout_rows, m.data_from, m.data_to, m.reason,
+               {_run_column(con, "models", "m")} AS {FLOW_RUN_ID}
         FROM models m
         LEFT JOIN decided d USING (model_version)
         LEFT JOIN champion c USING (model_version)
@@ -909,8 +949,9 @@ def registry_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every registry event (trained, promoted, rejected, retired), newest first, with its reason."""
     return _frame(
         con,
-        """
-        SELECT event_at, model_version, event, reason, actor, roc_auc, f1, balanced_accuracy FROM models
+        f"""
+        SELECT event_at, model_version, event, reason, actor, roc_auc, f1, balanced_accuracy,
+               {_run_column(con, "models")} AS {FLOW_RUN_ID} FROM models
         ORDER BY event_at DESC,
                  CASE event WHEN 'retired' THEN 0 WHEN 'promoted' THEN 1 WHEN 'rejected' THEN 1 ELSE 2 END,
                  model_version

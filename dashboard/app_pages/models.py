@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, explanations, ui
+from dashboard import charts, data, explanations, ui
 from dashboard.data import ask
 from warehouse import queries
 
@@ -40,7 +40,7 @@ def decided_sentence(row: pd.Series) -> str:
     )
 
 
-def versions(table: pd.DataFrame) -> None:
+def versions(table: pd.DataFrame, prefect_ui: str | None) -> None:
     st.subheader("Versions")
     st.caption(
         "The metric columns are measured on different rows for each version (the first on its training hold-out, "
@@ -49,7 +49,7 @@ def versions(table: pd.DataFrame) -> None:
         "in the columns after them and in the sentences below."
     )
     st.dataframe(
-        table,
+        ui.with_run_links(table, prefect_ui),
         hide_index=True,
         width="stretch",
         column_config={
@@ -57,8 +57,19 @@ def versions(table: pd.DataFrame) -> None:
             "trained_at": ui.time_column("trained at"),
             **METRIC_COLUMNS,
             **SHARED_ROWS_COLUMNS,
-            "reason": st.column_config.TextColumn("reason", width="large"),
+            "reason": ui.long_text_column("reason"),
+            "flow_run_id": ui.run_column(prefect_ui),
         },
+    )
+    ui.full_text(table, "reason", lambda row: f"**{ui.text(row['model_version'])}**", "Each version's reason")
+    st.download_button(
+        "Download the versions as CSV",
+        data=ui.csv_bytes(table),
+        file_name="model_versions.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+        key="models.download",
     )
     decided = table[table["decided_on"].notna() & table["challenger_on_shared_rows"].notna()]
     for _, row in decided.iterrows():
@@ -79,8 +90,10 @@ def champions(periods: pd.DataFrame) -> None:
             "model_version": "version",
             "champion_from": ui.time_column("from"),
             "champion_until": ui.time_column("until"),
+            "reason": ui.long_text_column("reason"),
         },
     )
+    ui.full_text(periods, "reason", lambda row: f"**{ui.text(row['model_version'])}**", "Why each became champion")
 
 
 def decisions(table: pd.DataFrame) -> None:
@@ -99,7 +112,7 @@ def decisions(table: pd.DataFrame) -> None:
             name: st.column_config.NumberColumn(name.replace("_", " "), format="%+.4f")
             for name in ("gain", "low", "high", "guard_gain")
         },
-        "reason": st.column_config.TextColumn("reason", width="large"),
+        "reason": ui.long_text_column("reason"),
     }
     st.dataframe(
         table,
@@ -113,20 +126,34 @@ def decisions(table: pd.DataFrame) -> None:
             **numbers,
         },
     )
-
-
-def events(table: pd.DataFrame) -> None:
-    st.subheader("Decisions")
-    st.caption("Every registry event, newest first, with its reason.")
-    st.dataframe(
+    ui.full_text(
         table,
+        "reason",
+        lambda row: f"**{ui.text(row['model_version'])}** {ui.text(row['event'])}, {ui.when(row['event_at'])}",
+        "Each decision's reason",
+    )
+
+
+def events(table: pd.DataFrame, prefect_ui: str | None) -> None:
+    st.subheader("Decisions")
+    st.caption("Every registry event, newest first, with its reason and the Prefect run that recorded it.")
+    st.dataframe(
+        ui.with_run_links(table, prefect_ui),
         hide_index=True,
         width="stretch",
         column_config={
             "event_at": ui.time_column("when"),
             "model_version": "version",
+            "reason": ui.long_text_column("reason"),
             **METRIC_COLUMNS,
+            "flow_run_id": ui.run_column(prefect_ui),
         },
+    )
+    ui.full_text(
+        table,
+        "reason",
+        lambda row: f"**{ui.text(row['model_version'])}** {ui.text(row['event'])}, {ui.when(row['event_at'])}",
+        "Each event's reason",
     )
 
 
@@ -141,10 +168,11 @@ def render() -> None:
         st.markdown(
             f"Champion now: **{ui.text(current.iloc[-1]['model_version'])}**, of {len(table)} version(s) trained."
         )
-    versions(table)
+    prefect_ui = data.settings().prefect_ui()
+    versions(table, prefect_ui)
     champions(ask(queries.champion_periods))
     decisions(ask(queries.decisions))
-    events(ask(queries.registry_events))
+    events(ask(queries.registry_events), prefect_ui)
     explanations.importance()
 
 

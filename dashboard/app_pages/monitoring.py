@@ -4,6 +4,8 @@ every Evidently report to open."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pandas as pd
 import streamlit as st
 
@@ -11,6 +13,7 @@ from dashboard import charts, data, ui
 from dashboard.data import ask
 from warehouse import queries
 
+Days = tuple[date | None, date | None]  # the UTC days of window ends the charts show (None: unbounded)
 DRIFT_NAMES = {"drift_share_features": "features", "drift_share_embedding": "embedding columns"}
 # The one notion of alert (what opens an episode and may retrain), as people read it.
 ALERT_NAMES = {"drift": "drift", "prediction_drift": "prediction drift", "quality": "quality"}
@@ -70,7 +73,7 @@ def latest(reports: pd.DataFrame) -> None:
         st.success(f"No alert in the latest report.{columns}")
 
 
-def drift(series: pd.DataFrame) -> None:
+def drift(series: pd.DataFrame, days: Days) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Drift share")
@@ -89,14 +92,14 @@ def drift(series: pd.DataFrame) -> None:
             width="stretch",
         )
     with right:
-        prediction_drift()
+        prediction_drift(days)
 
 
-def prediction_drift() -> None:
+def prediction_drift(days: Days) -> None:
     """One comparable quantity over time (the distance, in hold-out standard deviations) against its materiality
     bar; the test's significance apart, in the table, with the test each point used."""
     st.subheader("Prediction drift")
-    points = ask(queries.prediction_drift)
+    points = ui.within_days(ask(queries.prediction_drift), "window_end", *days)
     st.caption(
         "How far the scores moved from the hold-out scores: the normed Wasserstein distance (in hold-out standard "
         "deviations) at every window size, against its materiality bar (dashed). A point is red when the shift is "
@@ -129,28 +132,44 @@ def prediction_drift() -> None:
         )
 
 
-def column_trend() -> None:
-    """One column's drift over time: its distance against the materiality bar, red where it drifted."""
+def column_trend(days: Days) -> None:
+    """One column's drift over time: its distance (the statistic) against the materiality bar (the threshold),
+    red where it drifted, and each point's numbers in a table."""
     tested = ask(queries.drift_columns_tested)
     if not tested:
         return
-    with st.expander("One column's drift over time"):
-        column = st.selectbox("Column", tested, key="monitoring.trend_column")
-        trend = ask(queries.column_drift_trend, str(column))
-        lines = pd.DataFrame(
-            {
-                "when": trend["window_end"],
-                "series": f"{column}: distance",
-                "value": trend["distance"],
-                "status": trend["drifted"].map({True: "alert", False: "ok"}),
-                "detail": "p = " + trend["p_value"].map(lambda p: "—" if pd.isna(p) else f"{p:.3g}"),
-            }
-        )
-        bars = pd.DataFrame({"when": trend["window_end"], "series": charts.THRESHOLD, "value": trend["material_at"]})
-        st.altair_chart(charts.over_time(lines, y_title="distance", reference=bars), width="stretch")
-        st.caption(
-            f"{ui.count(int(trend['drifted'].sum()))} of {ui.count(len(trend))} reports found {ui.text(column)} "
-            "drifted (significant and material)."
+    st.subheader("One column's drift over time")
+    column = st.selectbox("Column", tested, key="monitoring.trend_column")
+    trend = ui.within_days(ask(queries.column_drift_trend, str(column)), "window_end", *days)
+    lines = pd.DataFrame(
+        {
+            "when": trend["window_end"],
+            "series": f"{column}: distance",
+            "value": trend["distance"],
+            "status": trend["drifted"].map({True: "alert", False: "ok"}),
+            "detail": "p = " + trend["p_value"].map(lambda p: "—" if pd.isna(p) else f"{p:.3g}"),
+        }
+    )
+    bars = pd.DataFrame({"when": trend["window_end"], "series": charts.THRESHOLD, "value": trend["material_at"]})
+    st.altair_chart(charts.over_time(lines, y_title="distance", reference=bars), width="stretch")
+    st.caption(
+        f"{ui.count(int(trend['drifted'].sum()))} of {ui.count(len(trend))} reports in the range found "
+        f"{ui.text(column)} drifted (significant and material): its distance from the reference (normed Wasserstein "
+        "for a number, Jensen-Shannon for a category) against the materiality bar (dashed)."
+    )
+    with st.expander(f"Each report's numbers for {column}"):
+        st.dataframe(
+            trend,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "window_end": ui.time_column("window to"),
+                "model_version": "version",
+                "distance": st.column_config.NumberColumn(format="%.4f"),
+                "material_at": st.column_config.NumberColumn("material at", format="%.3g"),
+                "p_value": st.column_config.NumberColumn("p-value", format="%.3g"),
+                "significant_below": st.column_config.NumberColumn("significant below", format="%.3g"),
+            },
         )
 
 
@@ -176,7 +195,11 @@ def quality(series: pd.DataFrame, versions: pd.DataFrame) -> None:
         "one and, to check the estimate, on the labelled rows too. Dashed: the monitored version's hold-out value."
     )
     if series[series["metric"].isin(list(QUALITY_NAMES))]["value"].notna().sum() == 0:
-        st.info(f"No realised quality yet. {ui.NO_LABELS}")
+        st.info(
+            "No realised quality in the reports shown: it needs labels for the rows of a window. Label files (the "
+            "id column, `label`, `labelled_at`) dropped into the feedback folder are collected by "
+            "`uv run scorehouse cycle`."
+        )
     columns = st.columns(3)
     for column, metric in zip(columns, ["roc_auc", "f1", "balanced_accuracy"], strict=True):
         with column:
@@ -209,8 +232,14 @@ def episodes() -> None:
             "retrained_at": ui.time_column("retrained"),
             "resolved_at": ui.time_column("resolved"),
             "model_version": "version",
-            "opened_because": "why",
+            "opened_because": ui.long_text_column("why"),
         },
+    )
+    ui.full_text(
+        listed,
+        "opened_because",
+        lambda row: f"{ui.text(ALERT_NAMES.get(row['alert'], row['alert']))}, opened {ui.when(row['opened_at'])}",
+        "Why each episode opened",
     )
 
 
@@ -227,7 +256,13 @@ def cbpe_reliability() -> None:
             "and target has probably changed; trust realised quality only."
         )
     with st.expander("CBPE: estimated minus realised ROC AUC, per report"):
-        st.dataframe(gaps, hide_index=True, width="stretch", column_config={"run_at": ui.time_column("run at")})
+        st.dataframe(
+            gaps,
+            hide_index=True,
+            width="stretch",
+            column_config={"run_at": ui.time_column("run at"), "detail": ui.long_text_column("detail")},
+        )
+        ui.full_text(gaps, "detail", lambda row: f"report of {ui.when(row['run_at'])}", "Each report's CBPE detail")
 
 
 def alerts() -> None:
@@ -248,8 +283,14 @@ def alerts() -> None:
                 "run_at": ui.time_column("run at"),
                 "model_version": "version",
                 "p_value": st.column_config.NumberColumn("p-value", format="%.3g"),
-                "detail": st.column_config.TextColumn("detail", width="large"),
+                "detail": ui.long_text_column("detail"),
             },
+        )
+        ui.full_text(
+            listed,
+            "detail",
+            lambda row: f"{ui.when(row['run_at'])}, {ui.text(ALERT_NAMES.get(row['alert'], row['alert']))}",
+            "Each alert's detail",
         )
     columns = ask(queries.drifted_columns)
     with st.expander(f"Drifted columns ({ui.count(len(columns))} across the reports)"):
@@ -260,7 +301,17 @@ def alerts() -> None:
                 columns,
                 hide_index=True,
                 width="stretch",
-                column_config={"run_at": ui.time_column("run at"), "column_name": "column"},
+                column_config={
+                    "run_at": ui.time_column("run at"),
+                    "column_name": "column",
+                    "detail": ui.long_text_column("detail"),
+                },
+            )
+            ui.full_text(
+                columns,
+                "detail",
+                lambda row: f"{ui.when(row['run_at'])}, {ui.code(row['column_name'])}",
+                "Each drifted column's detail",
             )
 
 
@@ -274,10 +325,11 @@ def report_labels(reports: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def open_report(reports: pd.DataFrame) -> None:
+def open_report(reports: pd.DataFrame, days: Days) -> None:
     st.subheader("Evidently reports")
+    prefect_ui = data.settings().prefect_ui()
     st.dataframe(
-        reports.drop(columns=["report_id"]),
+        ui.with_run_links(reports.drop(columns=["report_id"]), prefect_ui),
         hide_index=True,
         width="stretch",
         column_config={
@@ -286,15 +338,26 @@ def open_report(reports: pd.DataFrame) -> None:
             "window_end": ui.time_column("window to"),
             "retrain_due": st.column_config.CheckboxColumn("retrain due"),
             "report_path": "file",
+            "flow_run_id": ui.run_column(prefect_ui),
         },
     )
+    download_rows(days)
     labels = report_labels(reports)
     chosen = st.selectbox("Report", list(labels), format_func=labels.__getitem__, key="monitoring.report")
     path = str(reports.set_index("report_id").loc[chosen, "report_path"])
+    made_by = ui.run_sentence(prefect_ui, reports.set_index("report_id").loc[chosen, "flow_run_id"])
+    if made_by:
+        st.markdown(f"This report was made{made_by}.")
     drifted = ask(queries.column_drift, chosen)
     if not drifted.empty:
         with st.expander(f"Every column in this report ({int((drifted['status'] == 'alert').sum())} drifted)"):
-            st.dataframe(drifted, hide_index=True, width="stretch")
+            st.dataframe(
+                drifted,
+                hide_index=True,
+                width="stretch",
+                column_config={"column_name": "column", "detail": ui.long_text_column("detail")},
+            )
+            ui.full_text(drifted, "detail", lambda row: ui.code(row["column_name"]), "Each column's detail")
     report = data.report_file(path)
     if report is None:
         st.warning(f"The report file {ui.code(path)} is gone; its numbers are still in the charts above.")
@@ -311,6 +374,41 @@ def open_report(reports: pd.DataFrame) -> None:
         st.iframe(report, height=900, alt=f"Evidently report {report.name}")
 
 
+def download_rows(days: Days) -> None:
+    """Every monitoring row of the reports whose window ended in the range, as CSV, made when clicked."""
+    st.download_button(
+        "Download the monitoring rows of this range as CSV",
+        data=data.export_monitoring_csv(*days),
+        file_name="monitoring.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+        key="monitoring.download",
+    )
+    st.caption(
+        "Every number each report of the range stored (per column too), with its threshold, status, p-value, detail, "
+        "report file and Prefect run."
+    )
+
+
+def time_range(reports: pd.DataFrame) -> Days:
+    """The UTC days of window ends the charts show: every report's by default, narrowed by the viewer."""
+    ends = pd.to_datetime(reports["window_end"], utc=True).dt.date
+    first, last = ends.min(), ends.max()
+    picked = st.date_input(
+        "Windows ending between (UTC days)",
+        value=(first, last),
+        min_value=first,
+        max_value=last,
+        key="monitoring.days",
+        help="Narrows the charts below and the CSV download of the monitoring rows.",
+    )
+    start, end = ui.day_range(picked)
+    shown = int(ends.between(start or first, end or last).sum())
+    st.caption(f"The charts show {ui.count(shown)} of {ui.count(len(reports))} reports.")
+    return start, end
+
+
 def render() -> None:
     st.title("Monitoring")
     series = ask(queries.monitoring_series)
@@ -320,12 +418,14 @@ def render() -> None:
     reports = ask(queries.reports)
     latest(reports)
     episodes()
-    drift(series)
-    column_trend()
+    days = time_range(reports)
+    series = ui.within_days(series, "window_end", *days)
+    drift(series, days)
+    column_trend(days)
     quality(series, ask(queries.model_versions))
     cbpe_reliability()
     alerts()
-    open_report(reports)
+    open_report(reports, days)
 
 
 render()

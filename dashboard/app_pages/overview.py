@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import ui
+from dashboard import data, ui
 from dashboard.data import ask
 from warehouse import queries
 
@@ -38,9 +38,10 @@ def last_batches(ingested: queries.Batch | None, scored: queries.Batch | None) -
     if ingested is None:
         st.info("Nothing ingested yet: drop files into the incoming folder and run `uv run scorehouse cycle`.")
     else:
+        made_by = ui.run_sentence(data.settings().prefect_ui(), ingested.flow_run_id)
         st.markdown(
             f"Ingested {ui.code(ingested.source)}: **{ui.count(ingested.rows)}** records, "
-            f"{ui.when(ingested.written_at)}"
+            f"{ui.when(ingested.written_at)}{made_by}"
         )
     if scored is None:
         st.info(ui.NO_PREDICTIONS)

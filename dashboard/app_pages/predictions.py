@@ -5,7 +5,6 @@ labelled rows of the filter, and a bounded CSV download of the filtered rows."""
 from __future__ import annotations
 
 import math
-from datetime import date
 from urllib.parse import quote
 
 import pandas as pd
@@ -16,13 +15,6 @@ from dashboard.data import ask
 from warehouse import queries
 
 TRUE_LABEL = {"any": None, "known": True, "not yet": False}
-
-
-def day_range(picked: object) -> tuple[date | None, date | None]:
-    """The days a range date input holds: none, the first only (while picking), or both."""
-    given = list(picked) if isinstance(picked, tuple | list) else [picked]
-    days: list[date] = [d for d in given if isinstance(d, date)]
-    return (days[0] if days else None), (days[1] if len(days) > 1 else None)
 
 
 def filters(options: queries.PredictionOptions) -> queries.PredictionFilter:
@@ -47,7 +39,7 @@ def filters(options: queries.PredictionOptions) -> queries.PredictionFilter:
         key="predictions.history",
         help="Off: one row per record, its current prediction. On: every version's prediction of every record.",
     )
-    scored_from, scored_to = day_range(picked)
+    scored_from, scored_to = ui.day_range(picked)
     return queries.PredictionFilter(
         scored_from=scored_from,
         scored_to=scored_to,

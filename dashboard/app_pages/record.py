@@ -14,18 +14,35 @@ from warehouse import queries
 
 
 def chosen_id() -> str:
-    """The id typed, or given in the link (`record?record_id=...`); the link follows what is typed."""
-    if "record_id" not in st.session_state:
-        st.session_state["record_id"] = st.query_params.get("record_id", "")
+    """The id typed, or given in the link (`record?record_id=...`, a recently scored id's link): a link naming
+    another record than the last one seen replaces what was typed, and the address follows what is typed."""
+    linked = st.query_params.get("record_id", "")
+    if st.session_state.get("record.linked") != linked:
+        st.session_state["record_id"] = linked
+        st.session_state["record.linked"] = linked
     typed = st.text_input("Record id", key="record_id", placeholder="the dataset's id, exactly").strip()
-    if typed:
-        st.query_params["record_id"] = typed
+    if typed != linked:
+        if typed:
+            st.query_params["record_id"] = typed
+        else:
+            del st.query_params["record_id"]
+        st.session_state["record.linked"] = typed
     return typed
 
 
-def examples() -> str:
+def recently_scored() -> None:
+    """The latest scored records, each a link to its page."""
     ids = ask(queries.recent_record_ids, 3)
-    return f" Recently scored: {', '.join(ui.code(i) for i in ids)}." if ids else ""
+    if not ids:
+        return
+    st.caption("Recently scored (open one):")
+    for column, record_id in zip(st.columns(len(ids)), ids, strict=True):
+        column.page_link(
+            "app_pages/record.py",
+            label=ui.code(record_id),
+            icon=":material/search:",
+            query_params={"record_id": record_id},
+        )
 
 
 def verdict(history: pd.DataFrame, labels: pd.DataFrame) -> None:
@@ -105,6 +122,13 @@ def position(history: pd.DataFrame) -> None:
     st.altair_chart(chart, width="stretch")
 
 
+def numeric_features(stored: dict[str, Any] | None) -> set[str]:
+    """The record's features stored as numbers (the layout stores numeric features as floats)."""
+    if stored is None:
+        return set()
+    return {n for n, v in stored.items() if n not in queries.RECORD_METADATA and isinstance(v, float | int)}
+
+
 def features(stored: dict[str, Any]) -> None:
     st.subheader("Its features, as ingested")
     names = [name for name in stored if name not in queries.RECORD_METADATA]
@@ -117,19 +141,33 @@ def features(stored: dict[str, Any]) -> None:
 
 def refused(rows: pd.DataFrame) -> None:
     st.subheader("Refused rows with this id")
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        column_config={"quarantined_at": ui.time_column("refused at"), "reason": ui.long_text_column("reason")},
+    )
+    ui.full_text(rows, "reason", refused_where, "Each reason")
+
+
+def refused_where(row: pd.Series) -> str:
+    """Where a refused row was: its file and row, or the file when it was refused whole."""
+    number = row["row_number"]
+    return f"{ui.code(row['source_file'])} " + ("(the whole file)" if pd.isna(number) else f"row {int(number)}")
 
 
 def render() -> None:
     st.title("Record")
     record_id = chosen_id()
     if not record_id:
-        st.info(f"Type a record's id: what was predicted for it, by which model, and was it right.{examples()}")
+        st.info("Type a record's id: what was predicted for it, by which model, and was it right.")
+        recently_scored()
         return
     stored = ask(queries.record, record_id)
     quarantined = ask(queries.record_quarantine, record_id)
     if stored is None and quarantined.empty:
-        st.warning(f"No record with id {ui.code(record_id)} (ids are matched exactly).{examples()}")
+        st.warning(f"No record with id {ui.code(record_id)} (ids are matched exactly).")
+        recently_scored()
         return
     history = ask(queries.record_predictions, record_id)
     labels = ask(queries.record_labels, record_id)
@@ -140,7 +178,7 @@ def render() -> None:
     else:
         verdict(history, labels)
         predictions(history, labels)
-        explanations.record(record_id)
+        explanations.record(record_id, numeric_features(stored))
         position(history)
     if stored is not None:
         features(stored)

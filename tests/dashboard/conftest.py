@@ -14,6 +14,8 @@ APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 @pytest.fixture
 def open_app(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], AppTest]:
     """Start the app (not yet run) on a catalog; pages are reached with `switch_page`."""
+    for name in ("PREFECT_UI_URL", "PREFECT_API_URL"):  # no link to a Prefect UI unless the test sets one
+        monkeypatch.delenv(name, raising=False)
 
     def start(catalog: Path) -> AppTest:
         monkeypatch.setenv("SCOREHOUSE_CATALOG", str(catalog))

@@ -3,22 +3,31 @@ filters that narrow the rows, a record's history, and what each page says when s
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable
-from datetime import date
+from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard import ui
 from dashboard.settings import DashboardSettings
-from tests.conftest import tiny_config_document, write_toml
+from tests.conftest import repo_config_document, tiny_config_document, write_toml
 from tests.dashboard import tiny_warehouse as tw
 from tests.dashboard.conftest import APP
 from tests.dashboard.tiny_warehouse import Tiny, add_records_and_predictions, empty_warehouse, tiny_warehouse
+from warehouse import queries
 from warehouse.catalog import build_catalog
+from warehouse.layout import FLOW_RUN_ID, RUN_LINKED, VIEWS, open_warehouse
+from warehouse.store import Warehouse
 
 OpenApp = Callable[[Path], AppTest]
 PAGES = ["overview", "predictions", "record", "monitoring", "models"]
@@ -166,7 +175,7 @@ def test_the_download_says_when_it_is_capped(open_app: OpenApp, tiny: Tiny, monk
 
 def test_a_record_lookup_shows_its_history_label_and_features(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "record")
-    assert "Recently scored: `a1`, `a2`, `a3`" in text(at)
+    assert [label for label, _, _ in page_links(at)] == ["`a1`", "`a2`", "`a3`"]
     at.text_input(key="record_id").input("a1").run()
     assert not at.exception
     shown = text(at)
@@ -228,7 +237,10 @@ def test_monitoring_shows_trends_alerts_and_reports(open_app: OpenApp, tiny: Tin
 
     assert at.selectbox(key="monitoring.report").value == "r2"
     at.toggle(key="monitoring.show_report").set_value(True).run()
-    assert not at.exception and len(at.get("download_button")) == 1
+    assert not at.exception and [b.proto.label for b in at.get("download_button")] == [
+        "Download the monitoring rows of this range as CSV",
+        "Download the report (HTML)",
+    ]
     assert "its count of drifted columns can differ" in text(at)
     at.selectbox(key="monitoring.report").set_value("r1").run()
     assert "r1.html` is gone" in text(at)
@@ -237,9 +249,9 @@ def test_monitoring_shows_trends_alerts_and_reports(open_app: OpenApp, tiny: Tin
 def test_one_columns_drift_over_time(open_app: OpenApp, tiny: Tiny) -> None:
     at = page(open_app, tiny.catalog, "monitoring")
     at.selectbox(key="monitoring.trend_column").set_value("amount").run()
-    assert "1 of 1 reports found amount drifted (significant and material)." in text(at)
+    assert "1 of 1 reports in the range found amount drifted (significant and material)" in text(at)
     at.selectbox(key="monitoring.trend_column").set_value("colour").run()
-    assert "0 of 1 reports found colour drifted" in text(at)
+    assert "0 of 1 reports in the range found colour drifted" in text(at)
 
 
 def test_prediction_drift_plots_one_quantity_and_names_each_test(open_app: OpenApp, tiny: Tiny) -> None:
@@ -304,7 +316,7 @@ def test_the_record_page_says_why_in_words_with_a_waterfall(open_app: OpenApp, t
     shown = text(at)
     assert "Why this score" in shown
     # (escaped as markdown: a stored value is data, never formatting)
-    assert "1. amount 30\\.0 raised the risk most\n2. colour blue raised the risk" in shown
+    assert "1. amount 30 raised the risk most\n2. colour blue raised the risk" in shown  # stored as "30.0"
     assert "from the base value -1.000 (the average record) to the score 0.8000" in shown
     assert len(at.get("vega_lite_chart")) == 2  # the waterfall and where the score sits
     assert not at.exception
@@ -463,3 +475,301 @@ def test_the_page_icon_is_served_by_the_dashboard_itself() -> None:
     from dashboard.app import PAGE_ICON
 
     assert not PAGE_ICON.startswith(":material"), "Streamlit fetches a material page icon from fonts.gstatic.com"
+
+
+# ------------------------------------------------------------------------- smaller things (issue 14, item 10)
+
+
+def page_links(at: AppTest) -> list[tuple[str, str, str]]:
+    """Each page link on the page: its label, the page it opens and the query it passes."""
+    return [(link.proto.label, link.proto.page, link.proto.query_string) for link in at.get("page_link")]
+
+
+def column_config(at: AppTest, column: str) -> dict[str, Any]:
+    """How the first table with this column shows it (label, width, help, type)."""
+    shown = next(d for d in at.dataframe if column in d.value.columns)
+    return dict(json.loads(shown.proto.columns).get(column, {}))
+
+
+def chart_rows(chart: Any) -> list[dict[str, Any]]:
+    """The rows a chart plots (Streamlit sends each of its data sets as Arrow)."""
+    return [row for named in chart.proto.datasets for row in pa.ipc.open_stream(named.data.data).read_all().to_pylist()]
+
+
+def every_table_and_text(open_app: OpenApp, catalog: Path) -> tuple[set[str], str]:
+    """The column names of every table on every page (a record page with a stored and a refused id) and every
+    cell and sentence, as one text."""
+    columns: set[str] = set()
+    shown: list[str] = []
+    for name in PAGES:
+        at = page(open_app, catalog, name)
+        runs = [at]
+        if name == "record":
+            for record_id in ("a1", "b4"):
+                at.text_input(key="record_id").input(record_id).run()
+                runs.append(at)
+        for run in runs:
+            for table in run.dataframe:
+                columns |= {str(c) for c in table.value.columns}
+                shown.append(table.value.to_csv())
+            shown.append(text(run))
+    return columns, "\n".join(shown)
+
+
+LONG_DETAIL = (
+    "Drift of the features: 3 of 4 columns drifted (amount, colour, term and income moved against the reference "
+    "window of the version in production, each significant after the correction for many columns and material "
+    "beyond its bar), above the alert threshold of one half; the embedding columns held, so the change is in the "
+    "raw features and the model may still rank well, but the inputs it sees are no longer the ones it learnt on"
+)
+DAY4 = tw.DAY3 + timedelta(days=1)
+THIRD_REPORT = [
+    tw.metric("drift_share_features", 0.75, "alert", 0.5),
+    tw.metric("column_drift", 0.20, "alert", 0.1, "amount", p_value=0.001),
+    tw.metric("prediction_drift", 0.02, "ok", 0.1, "score", p_value=0.8),
+]
+
+
+@pytest.fixture(scope="module")
+def three_reports(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    """The tiny warehouse and a third report, a day after the second, whose alert has a long detail."""
+    tiny = tiny_warehouse(tmp_path_factory.mktemp("three"))
+    rows = tw.monitoring_table("r3", "v2", DAY4, tiny.reports / "r3.html", THIRD_REPORT).to_pylist()
+    rows[0]["detail"] = LONG_DETAIL
+    table = pa.Table.from_pylist(rows, tw.monitoring_table("r3", "v2", DAY4, tiny.reports, []).schema)
+    tiny.store.commit("monitoring", "r3", table, partition=f"{DAY4:%F}")
+    build_catalog(tiny.store)
+    return tiny
+
+
+def test_whole_numbers_are_written_without_a_fraction_where_features_appear(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "record")
+    at.text_input(key="record_id").input("a3").run()
+    features = at.dataframe[-1].value
+    assert dict(zip(features["feature"], features["value"], strict=True)) == {"amount": "30", "colour": "blue"}
+    assert "amount 30 raised the risk most" in text(at)  # the reason's value was stored as "30.0"
+    assert not re.search(r"\b30\\?\.0\b", text(at))
+    from dashboard.ui import plain_number
+
+    assert [plain_number(v) for v in ("10000.0", "-3.00", "24.1", "1e+20", "red", None)] == [
+        "10000",
+        "-3",
+        "24.1",
+        "1e+20",
+        "red",
+        None,
+    ]
+
+
+def test_every_cut_text_can_be_read_whole(open_app: OpenApp, three_reports: Tiny) -> None:
+    at = page(open_app, three_reports.catalog, "monitoring")
+    detail = column_config(at, "detail")
+    assert detail["width"] == "large" and "full text below" in detail["help"]
+    assert table_with(at, "metric")["detail"].tolist()[0] == LONG_DETAIL  # the cell holds it, cut to the width
+    assert f"{ui.when(DAY4)}, drift: {ui.text(LONG_DETAIL)}" in text(at)  # and it is shown whole below
+    assert "Each alert's detail in full (3)" in [e.label for e in at.expander]
+
+    at = page(open_app, three_reports.catalog, "models")
+    assert column_config(at, "reason")["width"] == "large"
+    assert f"**v3** rejected, {ui.when(tw.DAY3 + timedelta(hours=1))}: rejected\\: v3 lost to v2" in text(at)
+
+
+def test_no_table_shows_batch_ids_or_other_internal_ids(open_app: OpenApp, tiny: Tiny) -> None:
+    columns, _ = every_table_and_text(open_app, tiny.catalog)
+    internal = {"batch_id", "report_id", "episode_id", "row_hash", "fingerprint", "artifact_sha256", "metrics_json"}
+    days = {"ingested_on", "scored_on", "received_on", "quarantined_on", "monitored_on", "event_on"}
+    assert not columns & (internal | days), columns & (internal | days)
+    assert {"model_version", "flow_run_id", "record_id"} <= columns  # the tables people read are all there
+
+
+def test_recently_scored_ids_link_to_their_record(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "record")
+    assert page_links(at) == [(f"`{i}`", "record", f"record_id={i}") for i in ("a1", "a2", "a3")]
+    at.text_input(key="record_id").input("zz").run()  # an unknown id offers them too
+    assert "No record with id `zz`" in text(at) and len(page_links(at)) == 3
+    at.query_params["record_id"] = "a2"  # what following the second link does
+    at.run()
+    assert at.text_input(key="record_id").value == "a2"
+    assert "**v2** scored it **0.6000**" in text(at)
+    at.text_input(key="record_id").input("b1").run()  # typing again still wins over the old link
+    assert at.query_params["record_id"] == "b1" and "**v2** scored it **0.3000**" in text(at)
+
+
+def test_a_time_range_narrows_the_monitoring_charts(open_app: OpenApp, three_reports: Tiny) -> None:
+    at = page(open_app, three_reports.catalog, "monitoring")
+    assert "The charts show 3 of 3 reports." in text(at)
+    assert table_with(at, "verdict")["distance"].tolist() == [0.05, 0.30, 0.02]
+    at.selectbox(key="monitoring.trend_column").set_value("amount").run()
+    assert "2 of 2 reports in the range found amount drifted" in text(at)
+
+    at.date_input(key="monitoring.days").set_value((tw.DAY3.date(), DAY4.date())).run()
+    assert "The charts show 2 of 3 reports." in text(at)
+    assert table_with(at, "verdict")["distance"].tolist() == [0.30, 0.02]
+    plotted = [row for row in chart_rows(at.get("vega_lite_chart")[0]) if row.get("status") is not None]
+    assert sorted(row["value"] for row in plotted) == [0.25, 0.75, 0.75]  # r2 (features, embedding) and r3
+
+    at.date_input(key="monitoring.days").set_value((DAY4.date(), DAY4.date())).run()
+    assert "1 of 1 reports in the range found amount drifted" in text(at)
+    trend = table_with(at, "drifted")  # the column's statistic and its threshold, per report
+    assert trend[["distance", "material_at"]].values.tolist() == [[0.20, 0.1]]
+
+
+def test_one_columns_trend_plots_its_statistic_against_its_threshold(open_app: OpenApp, three_reports: Tiny) -> None:
+    at = page(open_app, three_reports.catalog, "monitoring")
+    at.selectbox(key="monitoring.trend_column").set_value("amount").run()
+    rows = next(
+        rows
+        for rows in map(chart_rows, at.get("vega_lite_chart"))
+        if any(r["series"] == "amount: distance" for r in rows)
+    )
+    assert sorted((r["series"], r["value"]) for r in rows) == [
+        ("alert threshold", 0.1),
+        ("alert threshold", 0.1),
+        ("amount: distance", 0.2),
+        ("amount: distance", 0.4),
+    ]
+
+
+def test_the_monitoring_rows_and_the_model_versions_download_as_csv(open_app: OpenApp, tiny: Tiny) -> None:
+    at = page(open_app, tiny.catalog, "monitoring")
+    assert "Download the monitoring rows of this range as CSV" in [b.proto.label for b in at.get("download_button")]
+    with queries.CatalogReader(tiny.catalog).cursor() as con:
+        exported = pd.read_csv(io.BytesIO(queries.export_monitoring(con, tw.DAY3.date(), tw.DAY3.date())))
+        every = pd.read_csv(io.BytesIO(queries.export_monitoring(con, None, None)))
+        versions = queries.model_versions(con)
+    assert set(exported["report_id"]) == {"r2"} and len(exported) == len(tw.SECOND_REPORT)
+    assert set(exported["flow_run_id"]) == {tw.RUN_MONITOR} and "batch_id" not in exported
+    assert len(every) == len(tw.FIRST_REPORT) + len(tw.SECOND_REPORT)
+
+    at = page(open_app, tiny.catalog, "models")
+    assert "Download the versions as CSV" in [b.proto.label for b in at.get("download_button")]
+    from dashboard.ui import csv_bytes
+
+    table = pd.read_csv(io.BytesIO(csv_bytes(versions)))
+    assert table["model_version"].tolist() == ["v1", "v2", "v3"]
+    assert table["status"].tolist() == ["retired", "champion", "rejected"]
+    assert table["flow_run_id"].fillna("").tolist() == ["", tw.RUN_RETRAIN, ""]
+
+
+def test_batches_and_reports_link_to_the_prefect_run_that_made_them(
+    open_app: OpenApp, tiny: Tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = page(open_app, tiny.catalog, "monitoring")  # no Prefect address known: the ids, plainly
+    assert table_with(at, "flow_run_id")["flow_run_id"].tolist() == [tw.RUN_MONITOR, None]  # r2, then r1
+    assert column_config(at, "flow_run_id")["label"] == "Prefect run"
+    assert f"This report was made by Prefect run `{tw.RUN_MONITOR}`." in text(at)
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    at = page(open_app, tiny.catalog, "monitoring")
+    link = f"http://127.0.0.1:4200/runs/flow-run/{tw.RUN_MONITOR}"
+    assert table_with(at, "flow_run_id")["flow_run_id"].tolist() == [link, None]
+    assert column_config(at, "flow_run_id")["type_config"]["type"] == "link"
+    assert f"This report was made by Prefect run [`{tw.RUN_MONITOR}`]({link})." in text(at)
+
+    monkeypatch.setenv("PREFECT_UI_URL", "http://prefect.example:8080/")  # its own address wins
+    at = page(open_app, tiny.catalog, "models")
+    ui_link = f"http://prefect.example:8080/runs/flow-run/{tw.RUN_RETRAIN}"
+    assert table_with(at, "trained_at")["flow_run_id"].tolist() == [None, ui_link, None]
+    events = next(d.value for d in at.dataframe if {"event", "flow_run_id"} <= set(d.value.columns))
+    assert set(events.loc[events["model_version"] == "v2", "flow_run_id"]) == {ui_link}
+    at = page(open_app, tiny.catalog, "overview")
+    ingest = f"http://prefect.example:8080/runs/flow-run/{tw.RUN_INGEST}"
+    assert f"Ingested `f2.csv`: **3** records, 2026-01-02 06:00 UTC by Prefect run [`{tw.RUN_INGEST}`]({ingest})" in (
+        text(at)
+    )
+
+
+def test_the_prefect_ui_address_comes_from_its_setting_or_the_api() -> None:
+    from dashboard.settings import prefect_ui_of
+
+    assert prefect_ui_of("http://ui:4200/", "http://api:4200/api") == "http://ui:4200"
+    assert prefect_ui_of(None, "http://127.0.0.1:4200/api/") == "http://127.0.0.1:4200"
+    assert prefect_ui_of(" ", None) is None and prefect_ui_of(None, None) is None
+
+
+def _layout_before_run_ids(root: Path) -> Warehouse:
+    """The warehouse as the layout before the flow-run column wrote it."""
+    current = open_warehouse(root, tw.FEATURES, event_time=False)
+    older = [
+        replace(t, schema=pa.schema([f for f in t.schema if f.name != FLOW_RUN_ID]), optional=())
+        if t.name in RUN_LINKED
+        else t
+        for t in current.tables.values()
+    ]
+    return Warehouse(root, older, VIEWS)
+
+
+def test_a_warehouse_from_before_the_run_column_shows_its_rows_then_the_new_runs(
+    open_app: OpenApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = _layout_before_run_ids(tmp_path / "warehouse")
+    old.init()
+    tw.add_records_and_predictions(old)
+    tw.add_labels(old)
+    tw.add_reports(old, tmp_path / "reports")
+    catalog = build_catalog(old)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    for name in ("overview", "monitoring", "models"):  # the catalog not rebuilt yet: no column, no error
+        at = page(open_app, catalog, name)
+        assert "could not be read" not in text(at) and "by Prefect run" not in text(at)
+    assert table_with(at, "trained_at")["flow_run_id"].isna().all()
+
+    store = open_warehouse(tmp_path / "warehouse", tw.FEATURES, event_time=False)
+    store.init()  # what every flow does first: the layout's new columns are added to the tables
+    for table in RUN_LINKED:
+        assert FLOW_RUN_ID in store.delta(table).schema().to_arrow().names
+    third = tw.monitoring_table("r3", "v2", DAY4, tmp_path / "reports" / "r3.html", THIRD_REPORT, run="run-3")
+    store.commit("monitoring", "r3", third, partition=f"{DAY4:%F}")
+    build_catalog(store)
+    at = page(open_app, catalog, "monitoring")
+    at.button[0].click().run()  # "Refresh now": answers of the old catalog are otherwise reused for a few seconds
+    reports = table_with(at, "flow_run_id")
+    assert reports["flow_run_id"].tolist() == ["http://127.0.0.1:4200/runs/flow-run/run-3", None, None]
+    assert page(open_app, catalog, "overview").markdown  # the old rows read as null: no run named
+    assert "by Prefect run" not in text(page(open_app, catalog, "overview"))
+
+
+def test_the_real_flows_record_their_runs_and_the_pages_link_them(
+    open_app: OpenApp, tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Train, then one cycle (ingest, score, labels, monitor) through the real flows: each run's id is stored
+    with what it wrote, it is the id of a run of that flow on the Prefect server, and the pages link it."""
+    from prefect.client.orchestration import get_client
+
+    from flows.cycle import scoring_cycle
+    from flows.train import train
+    from tests.dashboard.test_browser import drop_arrivals_and_their_labels
+    from tests.flows.conftest import Project
+
+    document = repo_config_document(chunk_rows=500)
+    document["retrain"] = {"every_new_labels": 1_000_000, "on_drift": False, "on_quality_drop": False}
+    project = Project(folder=tmp_path, config_path=write_toml(tmp_path / "scorehouse.toml", document))
+    train(project.config)
+    drop_arrivals_and_their_labels(project)
+    scoring_cycle(project.config)
+
+    stored = {
+        table: project.query(f"SELECT DISTINCT flow_run_id, batch_id FROM {table}")
+        for table in ("records", "models", "monitoring")
+    }
+    with get_client(sync_client=True) as client:
+        for table, flow_name in (("records", "ingest"), ("models", "train"), ("monitoring", "monitor")):
+            runs = set(stored[table]["flow_run_id"])
+            assert len(runs) == 1 and None not in runs, (table, runs)
+            run = client.read_flow_run(UUID(runs.pop()))
+            assert client.read_flow(run.flow_id).name == flow_name
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    catalog = project.settings.catalog_path
+    at = page(open_app, catalog, "monitoring")
+    monitor_run = stored["monitoring"]["flow_run_id"].iloc[0]
+    assert table_with(at, "flow_run_id")["flow_run_id"].tolist() == [
+        f"http://127.0.0.1:4200/runs/flow-run/{monitor_run}"
+    ]
+    ingest_run = stored["records"]["flow_run_id"].iloc[0]
+    assert f"by Prefect run [`{ingest_run}`](http://127.0.0.1:4200/runs/flow-run/{ingest_run})" in text(
+        page(open_app, catalog, "overview")
+    )
+    _, shown = every_table_and_text(open_app, catalog)
+    batch_ids = {b for frame in stored.values() for b in frame["batch_id"]}
+    assert batch_ids and not [b for b in batch_ids if b in shown]  # no batch id anywhere people read

@@ -48,6 +48,13 @@ LABELS = [  # (id, label, labelled_at, received_at): a1 is corrected later, so i
 ]
 
 
+# The Prefect flow runs that wrote some of the rows: the ingest of f2.csv, the retrain that trained and promoted v2,
+# and the monitor run of the second report. Everything else was written outside a flow run (null).
+RUN_INGEST = "6f1d7a52-3c1e-4b0e-9a51-1b2c3d4e5f60"
+RUN_RETRAIN = "0c5e2b7d-8f41-4d2a-b9e3-7a6b5c4d3e21"
+RUN_MONITOR = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+
 @dataclass(frozen=True)
 class Tiny:
     store: Warehouse
@@ -66,6 +73,7 @@ def records_table(ids: list[str]) -> pa.Table:
             "row_number": list(range(1, len(ids) + 1)),
             "row_hash": [0] * len(ids),
             "ingested_at": pa.array([r[3] for r in rows], pa.timestamp("us", tz="UTC")),
+            "flow_run_id": pa.array([RUN_INGEST if r[2] == "f2.csv" else None for r in rows], pa.string()),
         }
     )
 
@@ -194,6 +202,7 @@ def model_event(version: str, event: str, at: datetime, reason: str, roc_auc: fl
         "fingerprint": version,
         "artifact_dir": f"/models/{version}",
         "artifact_sha256": "{}",
+        "flow_run_id": RUN_RETRAIN if version == "v2" else None,
     }
 
 
@@ -259,8 +268,11 @@ def metric(
     }
 
 
-def monitoring_table(report_id: str, version: str, at: datetime, path: Path, metrics: list[dict[str, Any]]) -> pa.Table:
+def monitoring_table(
+    report_id: str, version: str, at: datetime, path: Path, metrics: list[dict[str, Any]], run: str | None = None
+) -> pa.Table:
     common = {
+        "flow_run_id": run,
         "report_id": report_id,
         "run_at": at,
         "window_start": at - timedelta(days=3),
@@ -332,7 +344,7 @@ def add_reports(store: Warehouse, reports: Path) -> None:
     (reports / "r2.html").write_text("<html><body><h1>Evidently report r2</h1></body></html>", encoding="utf-8")
     gone = reports / "r1.html"  # never written: the dashboard must say the file is gone
     store.commit("monitoring", "r1", monitoring_table("r1", "v1", DAY2, gone, FIRST_REPORT), partition=f"{DAY2:%F}")
-    second = monitoring_table("r2", "v2", DAY3, reports / "r2.html", SECOND_REPORT)
+    second = monitoring_table("r2", "v2", DAY3, reports / "r2.html", SECOND_REPORT, run=RUN_MONITOR)
     store.commit("monitoring", "r2", second, partition=f"{DAY3:%F}")
     store.commit("alert_episodes", "e", episodes_table(), partition=f"{DAY3:%F}")
 
