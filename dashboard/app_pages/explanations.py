@@ -19,6 +19,7 @@ from pipeline.config import ConfigError, load_settings
 from warehouse import queries
 
 SHOWN_FEATURES = len(charts.FEATURE_COLOURS)  # features drawn one by one; the rest are "other features"
+NAMED_REASONS = 5  # top reasons named in the sentence on the latest report
 
 
 def no_baseline(version: object) -> str:
@@ -101,8 +102,11 @@ def reading(report: pd.Series, shares: pd.DataFrame, drift: pd.DataFrame) -> Non
         f"{ui.count(explained)} predictions{of_rows} carried an explanation."
     )
     ranked = shares.sort_values(["share", "feature"], ascending=[False, True])
-    named = zip(ranked["feature"], ranked["share"], strict=True)
-    firsts = ", ".join(f"**{ui.text(f)}** ({percent(s)})" for f, s in named if s > 0)
+    ranked = ranked[ranked["share"] > 0]
+    named = zip(ranked["feature"].head(NAMED_REASONS), ranked["share"].head(NAMED_REASONS), strict=True)
+    firsts = ", ".join(f"**{ui.text(f)}** ({percent(s)})" for f, s in named)
+    if len(ranked) > NAMED_REASONS:
+        firsts += f", and {len(ranked) - NAMED_REASONS} more feature(s) (below)"
     unraised = 1 - float(ranked["share"].sum())
     rest = f" For {percent(unraised)} no feature raised the risk above the base value." if unraised >= 0.0005 else ""
     st.markdown(f"Top reason, as a share of the {ui.count(explained)} explained predictions: {firsts or 'none'}.{rest}")
@@ -234,7 +238,7 @@ def explanation_drift(reports: pd.DataFrame) -> None:
     bars = measured[measured["threshold"].notna()]
     reference = pd.DataFrame({"when": bars["window_end"], "series": charts.THRESHOLD, "value": bars["threshold"]})
     st.altair_chart(
-        charts.over_time(lines, y_title="share of importance moved", reference=reference, y_domain=(0, 1)),
+        charts.over_time(lines, y_title="share of importance moved", reference=reference, y_domain=drift_scale(lines)),
         width="stretch",
     )
     st.caption(f"{statuses(measured)} {bar_words(bars)}")
@@ -263,6 +267,12 @@ def explanation_drift(reports: pd.DataFrame) -> None:
                 "detail": st.column_config.TextColumn("detail", width="large"),
             },
         )
+
+
+def drift_scale(lines: pd.DataFrame) -> tuple[float, float]:
+    """From 0 (nothing moved) to a little above the largest value, at least 0.1 and at most 1: small drifts stay
+    visible, and the axis never suggests more than moved."""
+    return (0.0, min(1.0, max(0.1, 1.2 * float(lines["value"].max()))))
 
 
 def statuses(measured: pd.DataFrame) -> str:

@@ -119,6 +119,8 @@ def test_the_page_is_in_the_navigation_and_reads_the_latest_report_in_words(
     first = newest.iloc[0]
     assert f"Top reason, as a share of the {explained_rows:,} explained predictions: **" in shown
     assert f"{first['column_name'].replace('_', chr(92) + '_')}** ({first['value']:.1%})" in shown
+    others = int((newest["value"] > 0).sum()) - 5
+    assert (f"and {others} more feature(s) (below)" in shown) == (others > 0)
 
     changes = rows(explained, "contribution_drift")
     changes = changes[changes["window_end"] == latest["window_end"]]
@@ -193,6 +195,8 @@ def test_explanation_drift_over_time_with_its_status_and_sample_sizes(open_app: 
     assert line["value"].tolist() == pytest.approx(stored["value"].tolist())
     assert line["status"].tolist() == stored["status"].tolist() == ["info"] * len(DAYS)
     assert charts.THRESHOLD not in set(drawn["series"])  # the rows carry no bar, so none is drawn
+    low, high = chart_spec(at, 3)["layer"][1]["encoding"]["y"]["scale"]["domain"]
+    assert low == 0 and max(stored["value"]) < high <= 1  # from nothing moved to just above the largest
     shown = text(at)
     assert f"Status of all {len(DAYS)} report(s): info. These rows carry no bar" in shown
     table = next(d.value for d in at.dataframe if "reference_explained" in d.value.columns)
