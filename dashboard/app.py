@@ -30,6 +30,7 @@ def pages() -> list[st.Page]:
         st.Page(PAGES / "predictions.py", title="Predictions", icon=":material/table:", url_path="predictions"),
         st.Page(PAGES / "record.py", title="Record", icon=":material/search:", url_path="record"),
         st.Page(PAGES / "monitoring.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
+        st.Page(PAGES / "explanations.py", title="Explanations", icon=":material/psychology:", url_path="explanations"),
         st.Page(PAGES / "models.py", title="Models", icon=":material/model_training:", url_path="models"),
     ]
 

@@ -150,3 +150,73 @@ def champion_timeline(periods: pd.DataFrame) -> alt.Chart:
             tooltip=["model_version:N", "champion_from:T", "champion_until:T", "reason:N"],
         )
     )
+
+
+# Features (of any dataset) as series: the category palette without its red and grey, which mean an alert and
+# a baseline on every page; whatever is beyond them is drawn together in grey.
+FEATURE_COLOURS = [*SERIES_COLOURS, "#e377c2", "#bcbd22", "#17becf"]
+OTHER_FEATURES = "other features"
+
+
+def feature_colours(features: Sequence[str]) -> alt.Scale:
+    """Each feature its colour in the order given (at most `len(FEATURE_COLOURS)`), `OTHER_FEATURES` grey."""
+    named = [f for f in features if f != OTHER_FEATURES]
+    extra = [OTHER_FEATURES] if OTHER_FEATURES in features else []
+    return alt.Scale(domain=named + extra, range=FEATURE_COLOURS[: len(named)] + [BASELINE_COLOUR] * len(extra))
+
+
+def shares_over_time(shares: pd.DataFrame, features: Sequence[str]) -> alt.Chart:
+    """One line per feature (columns when, feature, share, explained, detail): the share of a report's explained
+    predictions whose top reason it was, in the order and colours of `features`."""
+    x = alt.X("when:T", title="end of the monitored window", axis=alt.Axis(format="%b %d", tickCount="day"))
+    return (
+        alt.Chart(shares)
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=alt.Y("share:Q", title="share of explained predictions", axis=alt.Axis(format="%")),
+            color=alt.Color(
+                "feature:N",
+                title="top reason",
+                scale=feature_colours(features),
+                sort=list(features),
+                legend=alt.Legend(orient="bottom", columns=3, labelLimit=300),
+            ),
+            tooltip=[
+                alt.Tooltip("when:T", title="window end", format="%Y-%m-%d %H:%M"),
+                alt.Tooltip("feature:N", title="top reason"),
+                alt.Tooltip("share:Q", format=".1%"),
+                alt.Tooltip("explained:Q", title="explained predictions", format=","),
+                alt.Tooltip("detail:N"),
+            ],
+        )
+    )
+
+
+MORE_IMPORTANT = "more than in the reference"
+LESS_IMPORTANT = "less than in the reference"
+
+
+def contribution_drift_bars(drift: pd.DataFrame) -> alt.Chart:
+    """One bar per feature (columns feature, change, detail): the window's mean |contribution| minus the reference
+    set's, in log-odds; right of zero the feature weighs more in the scores than it did in the reference."""
+    frame = drift.assign(direction=[MORE_IMPORTANT if c > 0 else LESS_IMPORTANT for c in drift["change"]])
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("change:Q", title="change of mean |contribution| (log-odds)"),
+            y=alt.Y("feature:N", sort="-x", title=None),
+            color=alt.Color(
+                "direction:N",
+                title="importance in the window",
+                scale=alt.Scale(domain=[MORE_IMPORTANT, LESS_IMPORTANT], range=[SERIES_COLOURS[1], SERIES_COLOURS[0]]),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            tooltip=[
+                alt.Tooltip("feature:N"),
+                alt.Tooltip("change:Q", format="+.4f"),
+                alt.Tooltip("detail:N"),
+            ],
+        )
+    )

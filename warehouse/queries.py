@@ -1019,3 +1019,108 @@ def global_importance(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     change = wide.diff().reset_index().melt(id_vars="model_version", var_name="feature", value_name="change")
     out = means.merge(change, on=["model_version", "feature"], how="left")
     return out[["model_version", "feature", "importance", "change"]].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------ explanations, as monitored
+
+TOP_REASON_SHARE = "top_reason_share"
+CONTRIBUTION_DRIFT = "contribution_drift"
+EXPLANATION_DRIFT = "explanation_drift"
+
+
+def explanation_reports(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per monitoring report, oldest first, with what it stored about explanations: the window's rows
+    and how many of its predictions were explained (0: the report has no explanation rows), how many features
+    had their contribution drift measured, the explanation drift with its bar, status and sentence (NaN when the
+    version's reference set held no contributions), and the monitored version's reference rows that hold
+    contributions (what the window was compared with)."""
+    return _frame(
+        con,
+        f"""
+        WITH per_report AS (
+            SELECT report_id, min(run_at) AS run_at, min(window_start) AS window_start,
+                   max(window_end) AS window_end, any_value(model_version) AS model_version,
+                   max(sample_size) FILTER (WHERE metric = 'drift_share_features') AS window_rows,
+                   coalesce(max(sample_size) FILTER (WHERE metric = '{TOP_REASON_SHARE}'), 0) AS explained,
+                   count(*) FILTER (WHERE metric = '{CONTRIBUTION_DRIFT}') AS features_compared,
+                   max(value) FILTER (WHERE metric = '{EXPLANATION_DRIFT}') AS explanation_drift,
+                   max(threshold) FILTER (WHERE metric = '{EXPLANATION_DRIFT}') AS threshold,
+                   any_value(status) FILTER (WHERE metric = '{EXPLANATION_DRIFT}') AS status,
+                   any_value(detail) FILTER (WHERE metric = '{EXPLANATION_DRIFT}') AS detail
+            FROM monitoring GROUP BY report_id
+        ),
+        baseline AS (
+            SELECT model_version, count(*) AS reference_explained FROM reference
+            WHERE contributions IS NOT NULL GROUP BY model_version
+        )
+        SELECT p.*, coalesce(b.reference_explained, 0) AS reference_explained
+        FROM per_report p LEFT JOIN baseline b USING (model_version)
+        ORDER BY p.window_end, p.run_at, p.report_id
+        """,
+    )
+
+
+def top_reason_shares(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Each report's share of explained predictions whose top reason was each feature, oldest first."""
+    return _frame(
+        con,
+        f"""
+        SELECT report_id, window_end, model_version, column_name AS feature, value AS share,
+               sample_size AS explained, detail
+        FROM monitoring WHERE metric = '{TOP_REASON_SHARE}' ORDER BY window_end, run_at, column_name
+        """,
+    )
+
+
+def report_contribution_drift(con: duckdb.DuckDBPyConnection, report_id: str) -> pd.DataFrame:
+    """One report's contribution drift per feature (window mean |contribution| minus the reference's, log-odds),
+    the feature that gained most first."""
+    return _frame(
+        con,
+        f"""
+        SELECT column_name AS feature, value AS change, sample_size AS explained, detail FROM monitoring
+        WHERE report_id = ? AND metric = '{CONTRIBUTION_DRIFT}' ORDER BY value DESC, column_name
+        """,
+        [report_id],
+    )
+
+
+def contribution_drift_trend(con: duckdb.DuckDBPyConnection, feature: str) -> pd.DataFrame:
+    """One feature's contribution drift in every report that measured it, oldest first."""
+    return _frame(
+        con,
+        f"""
+        SELECT window_end, model_version, value AS change, sample_size AS explained, detail FROM monitoring
+        WHERE metric = '{CONTRIBUTION_DRIFT}' AND column_name = ? ORDER BY window_end, run_at
+        """,
+        [feature],
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplainedPredictions:
+    """How many stored predictions carry an explanation, and whether the latest scored ones do."""
+
+    predictions: int
+    explained: int
+    latest_version: str | None  # the version of the latest prediction
+    latest_explained: bool  # whether the latest prediction carries one (explanations are on now)
+
+
+def explained_predictions(con: duckdb.DuckDBPyConnection) -> ExplainedPredictions:
+    row = _row(
+        con,
+        """
+        SELECT count(*) AS predictions, count(base_value) AS explained,
+               arg_max(model_version, scored_at) AS latest_version,
+               coalesce(arg_max(base_value IS NOT NULL, scored_at), false) AS latest_explained
+        FROM predictions
+        """,
+    )
+    assert row is not None  # an aggregate always has a row
+    return ExplainedPredictions(
+        predictions=int(row["predictions"]),
+        explained=int(row["explained"]),
+        latest_version=row["latest_version"],
+        latest_explained=bool(row["latest_explained"]),
+    )
