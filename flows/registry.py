@@ -1,4 +1,9 @@
-"""Writing model versions: their files, their reference set and their rows in `models`, committed in that order.
+"""Writing model versions: their files, their training rows and their rows in `models`, committed in that order.
+
+A version's training rows are its reference set (`reference`: every row embedded, scored and explained,
+what monitoring compares against), except for a rejected challenger: it trained on its champion's whole
+reference set plus labelled production rows, so it stores only those rows' ids, splits and labels
+(`challenger_rows`); its reference set is built from them if it is ever promoted by hand.
 
 The `models` batch goes last and holds every event of the decision (trained, promoted or rejected,
 retired), so a registry reader sees a decision whole or not at all. A run killed before it leaves
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -31,6 +37,15 @@ from warehouse.registry import reference_batch
 from warehouse.store import Warehouse, batch_id
 
 LIBRARIES = ("scikit-learn", "xgboost-cpu", "pandas", "numpy", "pyarrow", "duckdb")
+
+
+@dataclass(frozen=True)
+class ChallengerRows:
+    """A challenger's own training and comparison rows (`pipeline.retraining.own_rows`) and the champion
+    whose whole reference set it trained on as well."""
+
+    champion_version: str
+    rows: pd.DataFrame  # record_id, split, target
 
 
 @dataclass(frozen=True)
@@ -56,15 +71,20 @@ def register_version(
     actor: str,
     decision: dict[str, Any] | None = None,
     decided_at: int | None = None,
+    challenger: ChallengerRows | None = None,
 ) -> None:
-    """Save `model`'s files, its reference set, then every event in one `models` batch.
+    """Save `model`'s files, its training rows, then every event in one `models` batch.
 
-    `decision` (the promotion test's numbers) goes on the version's promoted or rejected row. `decided_at`
-    is the version of `models` the decision was made at (which champion there was): a promotion committed
-    since makes this commit conflict instead of landing over it.
+    The training rows are its reference set, unless `challenger` is given and the events do not promote
+    it: a rejected challenger stores only its own rows (`store_training_rows`). `decision` (the promotion
+    test's numbers) goes on the version's promoted or rejected row. `decided_at` is the version of
+    `models` the decision was made at (which champion there was): a promotion committed since makes this
+    commit conflict instead of landing over it.
     """
     version = model.version
-    folder = settings.models_dir / version
+    reference = reference_set(model, train, holdout, settings.dataset)
+    # The Models page's global importance, kept in the registry: a rejected challenger has no reference set.
+    details = {**details, "importance": importance(reference)}
     metadata = {
         "metrics": metrics,
         **details,
@@ -73,15 +93,10 @@ def register_version(
         "holdout_rows": len(holdout),
         "libraries": {name: package_version(name) for name in LIBRARIES} | {"python": platform.python_version()},
     }
-    hashes = save_version(model, folder, metadata)
+    hashes = save_version(model, settings.models_dir / version, metadata)
     labelled = pd.concat([train, holdout]).get("labelled_at")
-    reference = reference_set(model, train, holdout, settings.dataset).assign(model_version=version)
-    store.commit(
-        "reference",
-        reference_batch(version, fingerprint),
-        pa.Table.from_pandas(reference, preserve_index=False),
-        partition=version,
-    )
+    promoted = any(e.version == version and e.event == "promoted" for e in events)
+    store_training_rows(store, version, fingerprint, reference, None if promoted else challenger)
     now = utc_now()
     trained = {
         "model_version": version,
@@ -119,6 +134,29 @@ def register_version(
     )
 
 
+def importance(reference: pd.DataFrame) -> list[float]:
+    """The global importance of a version: the mean |contribution| of each feature over its reference set."""
+    return [float(v) for v in np.abs(np.stack(reference["contributions"].to_list()).astype(np.float64)).mean(axis=0)]
+
+
+def store_training_rows(
+    store: Warehouse, version: str, fingerprint: str, reference: pd.DataFrame, challenger: ChallengerRows | None
+) -> None:
+    """Commit a version's reference set, or (a challenger not promoted) only its own rows. Either is one batch
+    named after the version and its fingerprint: a run again writes nothing twice."""
+    batch = reference_batch(version, fingerprint)
+    if challenger is None:
+        commit_reference_set(store, version, batch, reference)
+        return
+    own = challenger.rows.assign(model_version=version, champion_version=challenger.champion_version)
+    store.commit("challenger_rows", batch, pa.Table.from_pandas(own, preserve_index=False), partition=version)
+
+
+def commit_reference_set(store: Warehouse, version: str, batch: str, reference: pd.DataFrame) -> None:
+    rows = pa.Table.from_pandas(reference.assign(model_version=version), preserve_index=False)
+    store.commit("reference", batch, rows, partition=version)
+
+
 CHAMPION_CLAIM = "champion"
 
 
@@ -145,6 +183,13 @@ def commit_events(
 
 def withdraw_version(store: Warehouse, settings: Settings, version: str, fingerprint: str) -> None:
     """Undo what an unregistered version wrote after a concurrent run registered the same work: its model
-    files and its reference set (the claim file stays, so the number is never given out again)."""
+    files and its training rows (the claim file stays, so the number is never given out again)."""
     release_version(settings.models_dir, version)
-    store.delta("reference").delete(f"batch_id = '{reference_batch(version, fingerprint)}'")
+    for table in ("reference", "challenger_rows"):
+        drop_training_rows(store, table, version, fingerprint)
+
+
+def drop_training_rows(store: Warehouse, table: str, version: str, fingerprint: str) -> None:
+    """Delete a version's batch of training rows from `table` (`reference` or `challenger_rows`)."""
+    if store.has_batch(table, reference_batch(version, fingerprint)):
+        store.delta(table).delete(f"batch_id = '{reference_batch(version, fingerprint)}'")

@@ -13,9 +13,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name
-from flows.registry import Event, commit_events, register_version, withdraw_version
+from flows.registry import (
+    ChallengerRows,
+    Event,
+    commit_events,
+    commit_reference_set,
+    drop_training_rows,
+    register_version,
+    withdraw_version,
+)
 from flows.runtime import artifact_path, load_champion, open_store, publish, run_name, settings_from, utc_now
-from pipeline.artifacts import claim_version, verify_version
+from pipeline.artifacts import claim_version, load_version, verify_version
 from pipeline.config import Settings
 from pipeline.metrics import METRICS
 from pipeline.model import ScoringModel
@@ -23,12 +31,23 @@ from pipeline.retraining import (
     Comparison,
     RetrainData,
     compare,
+    own_rows,
     promotion_rule,
+    rebuild_training_rows,
     split_for_retraining,
     train_challenger,
 )
+from pipeline.training import reference_set
 from warehouse.queries import last_compared_until
-from warehouse.registry import champion, highest_version, previous_champion, registered, version_with_fingerprint
+from warehouse.registry import (
+    RegisteredVersion,
+    champion,
+    highest_version,
+    previous_champion,
+    reference_batch,
+    registered,
+    version_with_fingerprint,
+)
 from warehouse.store import Conflict, Warehouse, batch_id
 
 
@@ -202,6 +221,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
         actor=f"retrain ({trigger})",
         decision=decision_columns(comparison, data),
         decided_at=decided_at,
+        challenger=ChallengerRows(champion_model.version, own_rows(data, settings.dataset)),
     )
     try:
         register(events=events)
@@ -219,6 +239,7 @@ def retrain(config: str | None = None, trigger: str = "by hand", force: bool = F
         raced = f"{comparison.reason}; not promoted: the champion changed while it was compared, retrain again"
         comparison = dataclasses.replace(comparison, promote=False, reason=raced)
         register(events=[trained, Event(version, "rejected", raced)])
+        drop_training_rows(store, "reference", version, print_)  # written for the promotion that lost
     publish(store)
     (logger.info if comparison.promote else logger.warning)("%s", comparison.reason)
     create_markdown_artifact(
@@ -249,6 +270,7 @@ def promote(version: str, reason: str, actor: str, config: str | None = None) ->
     if current is not None and current.version == version:
         raise ValueError(f"{version} is already the champion")
     verify_version(artifact_path(settings, target.artifact_dir), target.sha256)
+    ensure_reference_set(store, settings, target)
     now = utc_now()
     rows = [{"model_version": version, "event": "promoted", "event_at": now, "reason": reason, "actor": actor}]
     if current is not None:
@@ -270,6 +292,40 @@ def promote(version: str, reason: str, actor: str, config: str | None = None) ->
     publish(store)
     get_run_logger().info("%s promoted by %s: %s", version, actor, reason)
     return version
+
+
+def ensure_reference_set(store: Warehouse, settings: Settings, target: RegisteredVersion) -> None:
+    """Give a version about to be champion its reference set (what monitoring and retraining read): a
+    rejected challenger stored only its own rows, so its set is built again from them and its champion's
+    reference set, with its own model. Rows erased since are left out."""
+    version, dataset = target.version, settings.dataset
+    features = ", ".join(f'r."{name}"' for name in dataset.feature_names)
+    with store.connect() as con:
+        if con.execute("SELECT count(*) FROM reference WHERE model_version = ?", [version]).fetchone() != (0,):
+            return
+        own = con.execute(
+            f"SELECT c.record_id, c.split, c.target, c.champion_version, {features} FROM challenger_rows c "
+            "JOIN records r USING (record_id) WHERE c.model_version = ? ORDER BY c.record_id",
+            [version],
+        ).df()
+        if own.empty:
+            raise ValueError(
+                f"{version} has no reference set and no training rows left to build one from, so it could not be "
+                "monitored; promote another version or retrain"
+            )
+        parent = str(own["champion_version"].iloc[0])
+        champion_reference = con.execute(
+            "SELECT * FROM reference WHERE model_version = ? ORDER BY record_id", [parent]
+        ).df()
+    if champion_reference.empty:
+        raise ValueError(
+            f"{version} trained on {parent}'s reference set, which is not in the warehouse, so its own cannot be "
+            "built; promote another version or retrain"
+        )
+    train, holdout = rebuild_training_rows(champion_reference, own, dataset)
+    model = load_version(artifact_path(settings, target.artifact_dir), target.sha256)
+    reference = reference_set(model, train, holdout, dataset)
+    commit_reference_set(store, version, reference_batch(version, target.fingerprint), reference)
 
 
 def rollback(reason: str, actor: str, config: str | None = None) -> str:

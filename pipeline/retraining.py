@@ -28,6 +28,7 @@ class RetrainData:
     holdout: pd.DataFrame  # the fresh comparison rows; the challenger's hold-out if it is promoted
     new_rows: int  # labelled production rows not in the champion's reference set
     compared_until: pd.Timestamp | None = None  # latest label time of the comparison rows
+    inherited: frozenset[str] = frozenset()  # ids of the training rows that are the champion's reference set
 
 
 def split_for_retraining(
@@ -45,20 +46,53 @@ def split_for_retraining(
     labelled after `compared_until` are fresh, and the latest `holdout_fraction` of those (by label
     time, then id) are compared on; everything else trains the challenger.
     """
-    columns = ["record_id", *dataset.feature_names, "target"]
     seen = set(champion_reference["record_id"])
     new = production[~production["record_id"].isin(seen)].sort_values(["labelled_at", "record_id"], kind="stable")
     fresh = new if compared_until is None else new[new["labelled_at"] > compared_until]
     compared = fresh.iloc[len(fresh) - int(np.ceil(len(fresh) * holdout_fraction)) :]
     trained = new[~new["record_id"].isin(set(compared["record_id"]))]
-    train = pd.concat([champion_reference[columns], trained[columns]])
-    rename = {"target": dataset.target_column}
+    train, holdout = _assemble(champion_reference, trained, compared, dataset)
     return RetrainData(
-        train=train.rename(columns=rename).reset_index(drop=True),
-        holdout=compared[columns].rename(columns=rename).reset_index(drop=True),
+        train=train,
+        holdout=holdout,
         new_rows=len(new),
         compared_until=compared["labelled_at"].max() if len(compared) else None,
+        inherited=frozenset(seen),
     )
+
+
+def _assemble(
+    champion_reference: pd.DataFrame, trained: pd.DataFrame, compared: pd.DataFrame, dataset: Dataset
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A challenger's training rows (the champion's whole reference set, then `trained`) and its comparison
+    rows, with the target under the dataset's name. Every frame holds record_id, the features and `target`."""
+    columns = ["record_id", *dataset.feature_names, "target"]
+    rename = {"target": dataset.target_column}
+    train = pd.concat([champion_reference[columns], trained[columns]]).rename(columns=rename)
+    return train.reset_index(drop=True), compared[columns].rename(columns=rename).reset_index(drop=True)
+
+
+def own_rows(data: RetrainData, dataset: Dataset) -> pd.DataFrame:
+    """What a challenger trained and was compared on beyond its champion's reference set: record_id,
+    split (train | holdout) and target. With the champion's reference set they are all its training data,
+    so a rejected challenger stores only these (the `challenger_rows` table) instead of a copy of it all."""
+    target = dataset.target_column
+    added = data.train[~data.train["record_id"].isin(data.inherited)]
+    parts = [
+        frame[["record_id", target]].assign(split=split)
+        for split, frame in (("train", added), ("holdout", data.holdout))
+    ]
+    rows = pd.concat(parts, ignore_index=True).rename(columns={target: "target"})
+    return rows.assign(target=rows["target"].astype(str))[["record_id", "split", "target"]]
+
+
+def rebuild_training_rows(
+    champion_reference: pd.DataFrame, own: pd.DataFrame, dataset: Dataset
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A challenger's training and comparison rows again, from its champion's reference set and its own rows
+    (`own_rows`, with each record's features): the rows its reference set is made of if it is promoted later."""
+    split = own["split"]
+    return _assemble(champion_reference, own[split == "train"], own[split == "holdout"], dataset)
 
 
 def train_challenger(data: RetrainData, settings: Settings, champion: ScoringModel, *, version: str) -> ScoringModel:

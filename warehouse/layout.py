@@ -210,7 +210,8 @@ def predictions_schema() -> pa.Schema:
 
 
 def reference_schema(features: Mapping[str, FeatureKind]) -> pa.Schema:
-    """The set monitoring compares production against: the training data of a version, embedded."""
+    """The set monitoring compares production against: the training data of a version, embedded. Stored for
+    every version that trained on the reference file or became champion, never for a rejected challenger."""
     return pa.schema(
         [
             pa.field("model_version", pa.string()),
@@ -225,6 +226,20 @@ def reference_schema(features: Mapping[str, FeatureKind]) -> pa.Schema:
             pa.field("contributions", pa.list_(pa.float32())),
         ]
     )
+
+
+# A rejected challenger's own rows: what it trained and was compared on beyond its champion's reference set
+# (which it trained on whole). Its reference set is rebuilt from them if it is ever promoted by hand.
+CHALLENGER_ROWS = pa.schema(
+    [
+        ("model_version", pa.string()),
+        ("champion_version", pa.string()),  # whose reference set it trained on as well
+        ("record_id", pa.string()),
+        ("split", pa.string()),  # train | holdout (the comparison rows)
+        ("target", pa.string()),  # the label it was trained or compared with
+        ("batch_id", pa.string()),
+    ]
+)
 
 
 ERASURES = pa.schema(
@@ -249,6 +264,7 @@ _STATS = {
     "predictions_current": ("model_version", "scored_at"),
     "models": ("event_at",),
     "reference": ("model_version",),
+    "challenger_rows": ("model_version",),
     "feedback": ("received_at",),
     "feedback_rejects": ("rejected_at",),
     "monitoring": ("run_at",),
@@ -267,6 +283,7 @@ def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) 
         Table(name="predictions_current", partition_by="scored_on", schema=predictions_schema()),
         Table(name="models", partition_by="event_on", schema=MODELS),
         Table(name="reference", partition_by="model_version", schema=reference_schema(features)),
+        Table(name="challenger_rows", partition_by="model_version", schema=CHALLENGER_ROWS),
         Table(name="feedback", partition_by="received_on", schema=FEEDBACK),
         Table(name="feedback_rejects", partition_by="rejected_on", schema=FEEDBACK_REJECTS),
         Table(name="monitoring", partition_by="monitored_on", schema=MONITORING),

@@ -20,7 +20,16 @@ from deltalake.exceptions import CommitFailedError
 from warehouse.store import Warehouse, batch_id
 
 # Tables that hold a record's id (and, in `quarantine` and `feedback_rejects`, its raw row).
-ERASABLE = ("records", "quarantine", "predictions", "predictions_current", "feedback", "feedback_rejects", "reference")
+ERASABLE = (
+    "records",
+    "quarantine",
+    "predictions",
+    "predictions_current",
+    "feedback",
+    "feedback_rejects",
+    "reference",
+    "challenger_rows",
+)
 
 
 @dataclass

@@ -994,21 +994,36 @@ def record_explanation(con: duckdb.DuckDBPyConnection, record_id: str) -> dict[s
 def global_importance(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Each version's global importance: the mean |contribution| of each feature over its reference set,
     with its change since the version trained before it (null for the first, or a feature it lacked).
-    Versions trained before contributions were stored have no rows."""
+
+    The registry keeps it (`importance` in `metrics_json`), also for a rejected challenger, which stores no
+    reference set; versions registered before that are measured on their reference set, and versions
+    trained before contributions were stored have no rows."""
     names = feature_names(con)
     means = _frame(
         con,
         """
-        WITH trained AS (SELECT model_version, min(event_at) AS trained_at FROM models WHERE event = 'trained'
-                         GROUP BY ALL),
+        WITH trained AS (
+            SELECT model_version, min(event_at) AS trained_at,
+                   any_value(CAST(json_extract(metrics_json, '$.importance') AS DOUBLE[])) AS noted
+            FROM models WHERE event = 'trained' GROUP BY ALL
+        ),
+        noted AS (
+            SELECT model_version, unnest(noted) AS importance, unnest(range(len(noted))) AS position
+            FROM trained WHERE noted IS NOT NULL
+        ),
         flat AS (
             SELECT model_version, unnest(contributions) AS contribution,
                    unnest(range(len(contributions))) AS position
-            FROM reference WHERE contributions IS NOT NULL
+            FROM reference
+            WHERE contributions IS NOT NULL AND model_version NOT IN (SELECT model_version FROM noted)
+        ),
+        measured AS (
+            SELECT model_version, position, avg(abs(contribution)) AS importance FROM flat GROUP BY ALL
+            UNION ALL BY NAME SELECT * FROM noted
         )
-        SELECT f.model_version, t.trained_at, f.position, avg(abs(f.contribution)) AS importance
-        FROM flat f LEFT JOIN trained t USING (model_version)
-        GROUP BY ALL ORDER BY t.trained_at NULLS FIRST, f.model_version, f.position
+        SELECT m.model_version, t.trained_at, m.position, m.importance
+        FROM measured m LEFT JOIN trained t USING (model_version)
+        ORDER BY t.trained_at NULLS FIRST, m.model_version, m.position
         """,
     )
     if means.empty or len(names) <= int(means["position"].max()):

@@ -33,6 +33,7 @@ NATURAL_KEYS: dict[str, str] = {
     "predictions_current": "record_id",
     "models": "model_version, event",
     "reference": "model_version, record_id, split",
+    "challenger_rows": "model_version, record_id",
     "feedback": "batch_id, row_number",
     "feedback_rejects": "batch_id, coalesce(row_number, -1)",
     "monitoring": "report_id, metric, coalesce(column_name, '')",
@@ -152,9 +153,15 @@ def assert_consistent(
         trained = con.execute(
             "SELECT model_version, artifact_dir, artifact_sha256 FROM models WHERE event = 'trained'"
         ).fetchall()
-        with_reference = {str(r[0]) for r in con.execute("SELECT DISTINCT model_version FROM reference").fetchall()}
+        # A version's training rows: its reference set, or (a rejected challenger) only its own rows.
+        with_rows = {
+            str(r[0])
+            for r in con.execute(
+                "SELECT model_version FROM reference UNION SELECT model_version FROM challenger_rows"
+            ).fetchall()
+        }
     for version, folder, hashes in trained:
-        assert version in with_reference, f"{version} is registered without its reference set"
+        assert version in with_rows, f"{version} is registered without its training rows"
         verify_version(project.model_folder(folder), json.loads(hashes))  # a registered version is whole on disk
     assert stale == (0,) or not settled, f"predictions_current differs from the latest predictions in {stale} records"
     return now

@@ -508,6 +508,13 @@ def test_an_incoming_file_killed_between_its_batches_then_finished_after_a_file_
     assert stored + quarantined == 100, f"100 rows in, {stored} stored + {quarantined} quarantined"
 
 
+# A version's training rows, whichever table holds them (a rejected challenger stores only its own rows).
+TRAINING_ROWS = (
+    "SELECT model_version, record_id, split, batch_id FROM reference "
+    "UNION ALL SELECT model_version, record_id, split, batch_id FROM challenger_rows"
+)
+
+
 def test_a_retrain_killed_after_its_reference_set_then_finished_after_new_labels_keeps_one_reference_set(
     stages: dict[str, Stage], launcher: multiprocessing.context.ForkServerContext, tally: Tally, tmp_path: Path
 ) -> None:
@@ -520,7 +527,7 @@ def test_a_retrain_killed_after_its_reference_set_then_finished_after_new_labels
 
     assert drive(launcher, "retrain", project, journal, kill="commit:1:after") == -signal.SIGKILL
     tally.add("retrain", "commit:1:after, labels arrive", kill_point(journal_events(journal)))
-    assert project.scalar("SELECT count(DISTINCT batch_id) FROM reference WHERE model_version = 'v2'") == 1
+    assert project.scalar(f"SELECT count(DISTINCT batch_id) FROM ({TRAINING_ROWS}) WHERE model_version = 'v2'") == 1
     more = simulate.labels_file(sample().iloc[4350:4400], settings.dataset, pd.Timestamp("2026-11-21").date())
     more.to_csv(settings.feedback_dir / "labels-3.csv", index=False)
     collect_feedback(project.config)  # new labels before the next run
@@ -528,9 +535,10 @@ def test_a_retrain_killed_after_its_reference_set_then_finished_after_new_labels
 
     version = decision.challenger
     assert version is not None
-    reference = project.query("SELECT * FROM reference WHERE model_version = ?", [version])
-    batches, duplicates = reference["batch_id"].nunique(), int(reference.duplicated(["record_id", "split"]).sum())
-    assert (batches, duplicates) == (1, 0), f"{version} has {batches} reference sets, {duplicates} duplicated rows"
+    stored = project.query(f"SELECT * FROM ({TRAINING_ROWS}) WHERE model_version = ?", [version])
+    batches, duplicates = stored["batch_id"].nunique(), int(stored.duplicated(["record_id", "split"]).sum())
+    assert (batches, duplicates) == (1, 0), f"{version} has {batches} sets of training rows, {duplicates} duplicated"
+    reference = project.query("SELECT * FROM reference WHERE model_version = ?", [version])  # empty if rejected
     folder, hashes = project.query(
         "SELECT artifact_dir, artifact_sha256 FROM models WHERE event = 'trained' AND model_version = ?", [version]
     ).iloc[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -139,12 +140,38 @@ def test_train_and_evaluate_holds_out_a_stratified_share(tmp_path: Path, tiny_da
     assert ref["embedding"].map(len).eq(3).all()
 
 
-def test_compare_inputs_fits_the_other_inputs_too(tmp_path: Path) -> None:
+def fits_counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The model input of every model `train_and_evaluate` fits (the real fit, recorded)."""
+    from pipeline import training
+
+    inputs: list[str] = []
+    real = training.fit_model
+
+    def fit(*args: Any, **kwargs: Any) -> ScoringModel:
+        model = real(*args, **kwargs)
+        inputs.append(model.model_input)
+        return model
+
+    monkeypatch.setattr(training, "fit_model", fit)
+    return inputs
+
+
+def test_train_fits_only_the_configured_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(write_toml(tmp_path / "scorehouse.toml", tiny_config_document()))
+    fitted = fits_counted(monkeypatch)
+    result = train_and_evaluate(synthetic_frame(300, seed=2), settings, version="v1")
+    assert fitted == ["both"] == [result.model.model_input]  # one model: the configured input
+    assert result.baselines == {}
+
+
+def test_compare_inputs_fits_the_other_inputs_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     document = tiny_config_document()
     document["model"]["compare_inputs"] = True
     settings = load_settings(write_toml(tmp_path / "scorehouse.toml", document))
+    fitted = fits_counted(monkeypatch)
     result = train_and_evaluate(synthetic_frame(300, seed=2), settings, version="v1")
     assert set(result.baselines) == {"embedding", "features"}  # the configured input is "both"
+    assert sorted(fitted) == ["both", "embedding", "features"]
 
 
 def test_event_time_column_orders_the_reference_and_trains(tmp_path: Path) -> None:

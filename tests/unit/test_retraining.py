@@ -10,7 +10,14 @@ import pytest
 
 from pipeline.config import Settings, load_settings
 from pipeline.model import ScoringModel, fit_model
-from pipeline.retraining import compare, promotion_rule, split_for_retraining, train_challenger
+from pipeline.retraining import (
+    compare,
+    own_rows,
+    promotion_rule,
+    rebuild_training_rows,
+    split_for_retraining,
+    train_challenger,
+)
 from tests.conftest import tiny_config_document, write_toml
 
 
@@ -109,6 +116,30 @@ def test_rows_an_earlier_decision_used_are_never_compared_on_again() -> None:
         reference, pd.concat([production, newer]), dataset, 0.5, compared_until=first.compared_until
     )
     assert set(fresh.holdout["record_id"]) == {"n2"}
+
+
+def test_a_challengers_own_rows_and_its_champions_reference_set_give_back_its_training_rows() -> None:
+    from pipeline.config import Dataset
+    from tests.conftest import tiny_dataset_section
+
+    dataset = Dataset(**tiny_dataset_section())
+    reference, production = _split_inputs()
+    data = split_for_retraining(reference, production, dataset, holdout_fraction=0.3)
+
+    own = own_rows(data, dataset)
+
+    # Only what the champion's reference set does not hold: the 10 new production rows, none of the 10 it has.
+    assert sorted(own["record_id"]) == sorted(production["record_id"].iloc[:10])
+    assert own.groupby("split").size().to_dict() == {"holdout": 3, "train": 7}
+    assert set(own.loc[own["split"] == "holdout", "record_id"]) == set(data.holdout["record_id"])
+    features = production.drop(columns=["target", "labelled_at"]).drop_duplicates("record_id")
+    train, holdout = rebuild_training_rows(reference, own.merge(features, on="record_id"), dataset)
+
+    def rows(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.sort_values("record_id").reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(rows(train), rows(data.train))
+    pd.testing.assert_frame_equal(rows(holdout), rows(data.holdout))
 
 
 def test_warm_start_continues_the_champions_booster(settings: Settings) -> None:
