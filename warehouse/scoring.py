@@ -134,12 +134,16 @@ _LATEST = "QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at 
 
 
 def refresh_current(store: Warehouse) -> int:
-    """Merge the predictions committed since `predictions_current` was last brought up to date into it
-    (a newer prediction replaces an older one); returns how many rows were merged.
+    """Bring `predictions_current` up to date with the predictions committed since it was last; returns how
+    many rows were written.
 
     Its watermark (`current`) is the `predictions` version it reflects, recorded in the same commit, so
-    two refreshes at once conflict and the loser starts again from the winner's version. When the change
-    feed no longer reaches back that far, the table is rebuilt from `predictions` as a whole.
+    two refreshes at once conflict and the loser starts again from the winner's version. New predictions
+    of records that have none yet (every cycle's) are appended; when some record already has one (a new
+    champion scoring what the old one scored), or when the change feed no longer reaches back that far,
+    the table is rebuilt from `predictions` as a whole. Never a MERGE: it reads every file of the table on
+    each run (no statistics of ids are kept), and its files come out in Arrow view types that a filtered
+    read through pyarrow cannot compare (delta-io/delta-rs#4579).
     """
     for _ in range(PLAN_ATTEMPTS):
         reflected = store.watermark("predictions_current", CURRENT_APP)
@@ -155,7 +159,17 @@ def refresh_current(store: Warehouse) -> int:
                 new = store.inserted("predictions", reflected, upto)
             except LookupError:
                 return _rebuild_current(store, upto, properties)
-            return _merge_current(store, _latest(new), properties)
+            target = store.delta("predictions_current")
+            latest = _latest(new)
+            if _any_current(store, int(target.version()), latest.column("record_id")):
+                return _rebuild_current(store, upto, properties)
+            write_deltalake(
+                target,
+                latest.cast(store.table("predictions_current").schema),
+                mode="append",
+                commit_properties=properties,
+            )
+            return latest.num_rows
         except CommitFailedError:
             continue
     raise Conflict("predictions_current: lost every race with other refreshes; the next run brings it up to date")
@@ -171,25 +185,16 @@ def _latest(rows: pa.Table) -> pa.Table:
         con.close()
 
 
-def _merge_current(store: Warehouse, latest: pa.Table, properties: CommitProperties) -> int:
-    target = store.delta("predictions_current")
-    if latest.num_rows == 0:
-        write_deltalake(target, latest, mode="append", commit_properties=properties)
-        return 0
-    newer = "s.scored_at > t.scored_at OR (s.scored_at = t.scored_at AND s.model_version > t.model_version)"
-    (
-        target.merge(
-            latest.cast(store.table("predictions_current").schema),
-            predicate="t.record_id = s.record_id",
-            source_alias="s",
-            target_alias="t",
-            commit_properties=properties,
-        )
-        .when_matched_update_all(predicate=newer)
-        .when_not_matched_insert_all()
-        .execute()
-    )
-    return latest.num_rows
+def _any_current(store: Warehouse, version: int, ids: pa.ChunkedArray) -> bool:
+    """Whether any of `ids` has a row in `predictions_current` at `version` (its id column read, joined)."""
+    if len(ids) == 0:
+        return False
+    with store.connect(version={"predictions_current": version}, tables=["predictions_current"]) as con:
+        con.register("new_ids", pa.table({"record_id": ids}))
+        row = con.execute(
+            "SELECT count(*) FROM (SELECT record_id FROM predictions_current SEMI JOIN new_ids USING (record_id))"
+        ).fetchone()
+    return row is not None and int(row[0]) > 0
 
 
 def _rebuild_current(store: Warehouse, upto: int, properties: CommitProperties) -> int:

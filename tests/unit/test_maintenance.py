@@ -271,3 +271,37 @@ def test_retention_bounds_the_log_and_forgets_old_batch_ids_but_never_a_watermar
     log = tmp_path / "wh" / "predictions" / "_delta_log"
     checkpoint = int(json.loads((log / "_last_checkpoint").read_text())["version"])
     assert [p.name for p in log.glob("*.json") if int(p.stem) < checkpoint] == []
+
+
+# --------------------------------------------------------------------------------------------- current
+
+
+def scored_by(store: Warehouse, ids: list[str], version: str, at: datetime) -> pa.Table:
+    rows = rows_about(store, "predictions", ids)
+    for name, value in (("model_version", version), ("scored_at", at)):
+        column = rows.schema.get_field_index(name)
+        rows = rows.set_column(
+            column, rows.schema.field(column), pa.array([value] * len(ids), rows.schema.field(column).type)
+        )
+    return rows
+
+
+def test_current_predictions_keep_one_row_per_record_through_a_new_champion_and_stay_readable_by_id(
+    store: Warehouse,
+) -> None:
+    """New records are appended; a record scored again by a newer model replaces its row (the table is
+    rebuilt, never merged: a merge writes files a filtered pyarrow read cannot compare ids in)."""
+    later = datetime(2026, 11, 22, tzinfo=UTC)
+    store.commit("predictions", "v1-a", scored_by(store, ["a", "b"], "v1", AT), partition=DAY)
+    assert scoring.refresh_current(store) == 2
+    store.commit("predictions", "v1-b", scored_by(store, ["c"], "v1", AT), partition=DAY)
+    assert scoring.refresh_current(store) == 1  # appended: c had no current prediction
+    store.commit("predictions", "v2-a", scored_by(store, ["a"], "v2", later), partition=DAY)
+    scoring.refresh_current(store)
+
+    with store.connect(tables=["predictions_current"]) as con:
+        by_id = con.execute("SELECT model_version FROM predictions_current WHERE record_id = ?", ["a"]).fetchall()
+        rows = con.execute("SELECT record_id, model_version FROM predictions_current ORDER BY record_id").fetchall()
+    assert by_id == [("v2",)]
+    assert rows == [("a", "v2"), ("b", "v1"), ("c", "v1")]
+    assert {str(pq.read_schema(f).field("record_id").type) for f in store.files("predictions_current")} == {"string"}
