@@ -25,6 +25,7 @@ import json
 import shutil
 import statistics
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,11 +137,12 @@ def file_counts(store: Warehouse) -> dict[str, dict[str, int]]:
 
 
 def arrivals(n: int, offset: int) -> pd.DataFrame:
-    """A 1,000-row file of the sample's rows under fresh ids, as an upstream system drops it."""
+    """A 1,000-row file of the sample's rows under ids no run used before, as an upstream system drops it."""
     settings = load_settings()
     sample = pd.read_csv(settings.reference_path, dtype=str, keep_default_na=False)
     rows = sample.drop(columns=[settings.dataset.target_column]).iloc[:n].copy()
-    rows[settings.dataset.id_column] = [f"cycle-{offset}-{i:05d}" for i in range(n)]
+    run = uuid.uuid4().hex[:8]  # a re-measured warehouse already holds the ids of earlier runs
+    rows[settings.dataset.id_column] = [f"cycle-{run}-{offset}-{i:05d}" for i in range(n)]
     return rows
 
 
