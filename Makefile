@@ -23,7 +23,7 @@ demo: env ## reset the run-time folders, train, and score simulated days of arri
 
 test: env ## format, lint and type checks, then the whole test suite
 	$(MAKE) --no-print-directory check
-	$(RUN) pytest -n 2 --dist loadgroup --durations=25
+	$(RUN) pytest -n 2 --dist loadfile --durations=25
 
 check: env ## format check, lint and type check
 	$(RUN) ruff format --check .

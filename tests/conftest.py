@@ -141,15 +141,3 @@ def prefect_harness() -> Iterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------- workers
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With `pytest -n 2 --dist loadgroup` (`make test`): a module's tests run on one worker, so its
-    module-scoped fixtures (a trained project, a server) are built once; modules that share a fixed-port
-    server name one group (`xdist_group`) and so never run at once."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))

@@ -7,12 +7,14 @@ out (`-master.telemetry=false`).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ S3_PORT = 8333
 BUCKET = "scorehouse"
 ACCESS_KEY = "scorehouse-tests"
 SECRET_KEY = "scorehouse-tests-secret"
+LOCK = Path(tempfile.gettempdir()) / "scorehouse-tests-s3.lock"
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,22 @@ def _bucket_exists(server: S3Server) -> bool:
 
 
 @contextmanager
+def one_server_at_a_time() -> Iterator[None]:
+    """Hold this machine's S3 test lock: the server's ports are fixed, so a second test process (another
+    pytest worker) waits here for the first to stop its server."""
+    with open(LOCK, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
 def seaweedfs(folder: Path, timeout_s: float = 90) -> Iterator[S3Server]:
     """Start `weed mini` with its data in `folder`; stop it (and its children) when the block ends."""
+    with one_server_at_a_time():
+        yield from _run_seaweedfs(folder, timeout_s)
+
+
+def _run_seaweedfs(folder: Path, timeout_s: float) -> Iterator[S3Server]:
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if _answers(S3_PORT):
         raise RuntimeError(f"port {S3_PORT} is taken: another S3 server runs here; stop it and run the tests again")

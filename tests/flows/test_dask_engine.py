@@ -33,8 +33,9 @@ from tests.conftest import repo_config_document, write_toml
 from tests.flows.conftest import Project, arrivals, synthetic_arrivals
 from tests.s3server import S3Server
 
-# One S3 server at a time on this machine (its ports are fixed): the S3 modules share a test worker.
-pytestmark = pytest.mark.xdist_group("s3")
+# One S3 server at a time on this machine (its ports are fixed): with `make test`'s two workers, this
+# module's first test may wait for the other S3 module to finish (tests/s3server.py).
+pytestmark = pytest.mark.timeout(1800)
 
 UNIT_ROWS = 100  # small units: several per run, so ordering and commits between units are exercised
 
@@ -57,8 +58,9 @@ def s3_project(folder: Path, s3: S3Server, prefix: str, **compute: Any) -> Proje
 
 
 # Columns that hold when or where a run happened, not what it computed: times, days, batch ids (the local
-# full pass cuts units in DuckDB's streaming order), and the monitor's report id and file.
-RUN_COLUMNS = ("batch_id", "report_id", "report_path")
+# full pass cuts units in DuckDB's streaming order), the monitor's report id and file, and the Prefect flow
+# run that wrote a row.
+RUN_COLUMNS = ("batch_id", "report_id", "report_path", "flow_run_id")
 
 
 def comparable(project: Project, table: str) -> pd.DataFrame:

@@ -29,8 +29,9 @@ from tests.reliability import _driver
 from tests.reliability._invariants import assert_consistent, journal_events, snapshot
 from tests.s3server import S3Server
 
-# One S3 server at a time on this machine (its ports are fixed): the S3 modules share a test worker.
-pytestmark = pytest.mark.xdist_group("s3")
+# One S3 server at a time on this machine (its ports are fixed): with `make test`'s two workers, this
+# module's first test may wait for the other S3 module to finish (tests/s3server.py).
+pytestmark = pytest.mark.timeout(1800)
 
 PREFIX = "project-on-s3"
 

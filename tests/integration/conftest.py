@@ -80,8 +80,9 @@ class Stack:
         path = self.log(name)
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
-    def prefect(self, *args: str, cwd: Path = REPO_ROOT, timeout: float = 120) -> str:
-        """Run a Prefect CLI command to completion; fail with its output if it fails."""
+    def prefect(self, *args: str, cwd: Path = REPO_ROOT, timeout: float = 300) -> str:
+        """Run a Prefect CLI command to completion; fail with its output if it fails. `deploy --all` took over
+        120 s with both cores busy."""
         done = subprocess.run(
             [sys.executable, "-m", "prefect", "--no-prompt", *args],
             cwd=cwd,
