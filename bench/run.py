@@ -147,7 +147,7 @@ def main() -> None:
     settings = load_settings(small)
     from flows.runtime import load_champion, open_store
 
-    model = load_champion(open_store(settings))
+    model = load_champion(open_store(settings), settings)
     say("bare chain ...")
     bare_s = bare_chain(small_file, work / "bare.parquet", model, settings.scoring.chunk_rows)
     say("peer chain ...")
