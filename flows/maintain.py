@@ -80,12 +80,13 @@ def _summary(report: MaintainReport, retention_days: float) -> str:
         "# Maintenance",
         f"Vacuum retention: {retention_days:g} days (time travel and old catalogs reach back this far).",
         "",
-        "| table | files before | files after | compacted | vacuumed | note |",
-        "|---|---|---|---|---|---|",
+        "| table | files before | files after | compacted | retyped | vacuumed | note |",
+        "|---|---|---|---|---|---|---|",
     ]
     for t in report.tables:
         lines.append(
-            f"| {t.table} | {t.files_before} | {t.files_after} | {t.compacted} | {t.vacuumed} | {t.skipped or ''} |"
+            f"| {t.table} | {t.files_before} | {t.files_after} | {t.compacted} | {t.retyped} | {t.vacuumed} "
+            f"| {t.skipped or ''} |"
         )
     lines += ["", *(f"- pruned {n} entries of {folder}" for folder, n in report.pruned.items())]
     return "\n".join(lines)

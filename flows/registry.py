@@ -192,4 +192,4 @@ def withdraw_version(store: Warehouse, settings: Settings, version: str, fingerp
 def drop_training_rows(store: Warehouse, table: str, version: str, fingerprint: str) -> None:
     """Delete a version's batch of training rows from `table` (`reference` or `challenger_rows`)."""
     if store.has_batch(table, reference_batch(version, fingerprint)):
-        store.delta(table).delete(f"batch_id = '{reference_batch(version, fingerprint)}'")
+        store.erase(table, "batch_id", [reference_batch(version, fingerprint)])

@@ -40,6 +40,7 @@ class TableUpkeep:
     files_before: int
     files_after: int
     compacted: int = 0  # files replaced by compaction
+    retyped: int = 0  # rows of files rewritten in the table's own column types
     vacuumed: int = 0  # files deleted for good
     skipped: str | None = None  # why compaction was not done this time
 
@@ -92,10 +93,11 @@ def retain(store: Warehouse, name: str, retention: Retention) -> bool:
 
 
 def compact(store: Warehouse, name: str, target_mb: int) -> TableUpkeep:
-    """Merge the table's small files; then write a checkpoint and drop expired log files."""
+    """Merge the table's small files and retype foreign ones; then write a checkpoint and drop expired log files."""
     table = store.delta(name)
     before = len(table.file_uris())
     upkeep = TableUpkeep(table=name, files_before=before, files_after=before)
+    upkeep.retyped = store.retype(name)  # files an older version's deletes wrote in view types
     try:
         metrics = table.optimize.compact(target_size=target_mb * 1024 * 1024)
         upkeep.compacted = int(metrics.get("numFilesRemoved", 0))
@@ -120,16 +122,15 @@ def vacuum(store: Warehouse, name: str, retention_hours: float) -> int:
 def forget(store: Warehouse, ids: list[str], *, actor: str, reason: str, now: datetime) -> Erasure:
     """Delete every row of these record ids from each table that holds them, then record the erasure.
 
-    Deletes are MERGEs against a table of the ids, so the log's commit information records the join
-    condition, never the ids; the log holds no statistics of id columns either (`Table.stats_columns`).
-    The files that held the rows stay until the next vacuum, which deletes them for good.
+    Each table's files holding the ids are written again without them (`Warehouse.erase`), so the log's
+    commit information names batches, never the ids; the log holds no statistics of id columns either
+    (`Table.stats_columns`). The files that held the rows stay until the next vacuum deletes them for good.
     """
     unique = sorted(set(ids))
     digest = hashlib.sha256("\n".join(unique).encode()).hexdigest()
     erasure = Erasure(erasure_id=batch_id("forget", digest, now.isoformat()), ids=len(unique), ids_sha256=digest)
-    source = pa.table({"record_id": pa.array(unique, pa.string())})
     for name in ERASABLE:
-        erasure.rows[name] = _delete_ids(store, name, source)
+        erasure.rows[name] = store.erase(name, "record_id", unique)
     store.commit(
         "erasures",
         erasure.erasure_id,
@@ -147,18 +148,3 @@ def forget(store: Warehouse, ids: list[str], *, actor: str, reason: str, now: da
         partition=now.date().isoformat(),
     )
     return erasure
-
-
-def _delete_ids(store: Warehouse, name: str, source: pa.Table) -> int:
-    for _ in range(5):
-        table = store.delta(name)
-        try:
-            metrics = (
-                table.merge(source, predicate="t.record_id = s.record_id", source_alias="s", target_alias="t")
-                .when_matched_delete()
-                .execute()
-            )
-        except CommitFailedError:
-            continue  # a writer committed meanwhile: delete from the new snapshot
-        return int(metrics.get("num_target_rows_deleted", 0))
-    raise RuntimeError(f"could not erase from {name}: every attempt lost a race with another writer; run forget again")

@@ -287,11 +287,13 @@ class Warehouse:
             raise LookupError(f"versions {after + 1}..{upto} of {name} are no longer readable: {error}") from error
         # delta-rs hands out view types (string_view...), which pyarrow cannot filter: cast to the table's schema.
         schema = self.table(name).schema
-        wanted = list(columns or schema.names)
-        typed = changes.select([*wanted, "_change_type"]).cast(
-            pa.schema([*(schema.field(c) for c in wanted), pa.field("_change_type", pa.string())])
+        typed = changes.select([*schema.names, "_change_type"]).cast(
+            pa.schema([*schema, pa.field("_change_type", pa.string())])
         )
-        return typed.filter(pc.equal(typed.column("_change_type"), "insert")).select(wanted)
+        kinds = typed.column("_change_type")
+        inserts = typed.filter(pc.equal(kinds, "insert")).drop_columns("_change_type")
+        deletes = typed.filter(pc.equal(kinds, "delete")).drop_columns("_change_type")
+        return net_inserts(inserts, deletes).select(list(columns or schema.names))
 
     def files(self, name: str, version: int | datetime | None = None) -> list[str]:
         """The data files of the table's snapshot: absolute paths, or URIs on object storage."""
@@ -464,8 +466,7 @@ class Warehouse:
         t = self.table(table)
         rows = self._conform(t, rows, batch, partition)
         name = f"part-{batch}-{uuid.uuid4().hex}.snappy.parquet"
-        path = f"{self.uri(table)}/{name}"
-        target = path.split("://", 1)[1] if self.remote else path
+        target = self._storage_path(table, name)
         filesystem = self._filesystem() or pafs.LocalFileSystem()
         if not self.remote:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -488,6 +489,91 @@ class Warehouse:
             )
         ]
 
+    def erase(self, table: str, column: str, values: Sequence[str]) -> int:
+        """Delete the rows whose `column` holds one of `values`; returns how many were deleted.
+
+        Not delta-rs's delete or merge: those write strings as `string_view` (delta-io/delta-rs#4579), which
+        pyarrow cannot compare with a string, so a filtered read through `connect` would fail on the files
+        they rewrote. Here the files holding such rows are written again without them (see `_rewrite`).
+        """
+        wanted = pa.array(sorted(set(values)), pa.string())
+
+        def holds(_: pa.Schema, rows: pa.Table) -> bool:
+            return bool(pc.any(pc.is_in(rows.column(column), value_set=wanted)).as_py())
+
+        def keep(rows: pa.Table) -> pa.Table:
+            return rows.filter(pc.invert(pc.is_in(rows.column(column), value_set=wanted)))
+
+        held, kept = self._rewrite(table, [column], holds, keep)
+        return held - kept
+
+    def retype(self, table: str) -> int:
+        """Write the files whose column types are not the table's (what a delete or merge of delta-rs wrote)
+        again in the table's types; returns how many rows they held."""
+        schema = self.table(table).schema
+
+        def foreign(physical: pa.Schema, _: pa.Table) -> bool:
+            return any(f.name in schema.names and f.type != schema.field(f.name).type for f in physical)
+
+        held, _ = self._rewrite(table, [], foreign, lambda rows: rows)
+        return held
+
+    def _rewrite(
+        self,
+        table: str,
+        columns: list[str],
+        chosen: Callable[[pa.Schema, pa.Table], bool],
+        keep: Callable[[pa.Table], pa.Table],
+    ) -> tuple[int, int]:
+        """Write the files `chosen` picks (given each file's own schema and its `columns`) again with the rows
+        `keep` leaves of them, in one commit; returns (rows they held, rows kept).
+
+        The commit is an overwrite whose predicate names the chosen files' batches, widened to every file
+        holding one of them, so it replaces whole files only, and it writes Arrow data of the table's
+        schema; the log holds batch ids, never a value of `columns`. delta-rs checks it against concurrent
+        commits like any write. The change feed lists the kept rows as deleted and inserted again by that
+        commit; `inserted` nets those out.
+        """
+        for _ in range(COMMIT_ATTEMPTS):
+            base = self.delta(table)
+            files = self.files(table, int(base.version()))
+            dataset = self.files_dataset(table, files)
+            batches_of: dict[str, set[str]] = {}
+            picked: set[str] = set()
+            for file, fragment in zip(files, dataset.get_fragments(), strict=True):
+                rows = fragment.to_table(columns=["batch_id", *columns], schema=dataset.schema)
+                batches_of[file] = set(pc.unique(rows.column("batch_id")).to_pylist())
+                if chosen(fragment.physical_schema, rows):
+                    picked.add(file)
+            if not picked:
+                return 0, 0
+            batches, holding = whole_batches(batches_of, picked)
+            rows = self.files_dataset(table, sorted(holding)).to_table()  # unfiltered: any file type reads
+            kept = keep(rows)
+            listed = ", ".join("'" + b.replace("'", "''") + "'" for b in sorted(batches))
+            try:
+                write_deltalake(
+                    base,
+                    kept,
+                    mode="overwrite",
+                    predicate=f"batch_id IN ({listed})",
+                    commit_properties=CommitProperties(max_commit_retries=20),
+                )
+            except CommitFailedError:
+                continue  # a writer replaced some of these files first: choose again from the new snapshot
+            except (OSError, DeltaError) as error:
+                raise CommitError(
+                    f"could not rewrite files of {table} under {self.location}: {error}. Nothing changed; free "
+                    "disk space or fix the storage's permissions and run again."
+                ) from error
+            return rows.num_rows, kept.num_rows
+        raise CommitError(f"rewriting files of {table} lost {COMMIT_ATTEMPTS} races with other writers; run again")
+
+    def _storage_path(self, table: str, name: str) -> str:
+        """Where a file of the table named `name` (relative to its root) is, as the file system expects it."""
+        path = f"{self.uri(table)}/{name}"
+        return path.split("://", 1)[1] if self.remote else path
+
     def committed_version(self, table: str) -> int:
         """The version the last successful `commit` to `table` through this object created: the snapshot a
         writer that goes on committing the same work continues from."""
@@ -508,6 +594,31 @@ class Warehouse:
         if missing:
             raise CommitError(f"a batch of {table.name} lacks columns {missing}")
         return rows.select(table.schema.names).cast(table.schema)
+
+
+def net_inserts(inserts: pa.Table, deletes: pa.Table) -> pa.Table:
+    """The inserted rows that no delete of the same range takes back: a row a rewrite (`Warehouse._rewrite`)
+    deleted and inserted again is not new. Rows are compared whole, batch id included, so a record
+    erased and then sent again in a new batch still counts as inserted."""
+    if not deletes.num_rows:
+        return inserts
+    with duckdb.connect(config=SAFE_DUCKDB_CONFIG) as con:
+        con.register("inserts", inserts)
+        con.register("deletes", deletes)
+        net = con.sql("SELECT * FROM inserts EXCEPT ALL SELECT * FROM deletes").to_arrow_table()
+    return net.cast(inserts.schema)
+
+
+def whole_batches(batches_of: dict[str, set[str]], files: set[str]) -> tuple[set[str], set[str]]:
+    """The batches of `files`, and every file holding one of them, widened until no file adds a batch: a
+    batch can span files (the units of a cluster run; compaction then puts them in different files)."""
+    batches: set[str] = set().union(*(batches_of[f] for f in files))
+    while True:
+        holding = {f for f, held in batches_of.items() if held & batches}
+        more = set().union(*(batches_of[f] for f in holding)) - batches
+        if not more:
+            return batches, holding
+        batches |= more
 
 
 def file_stats(rows: pa.Table, columns: Sequence[str]) -> str:

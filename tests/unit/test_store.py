@@ -24,7 +24,7 @@ import pytest
 import warehouse.store
 from warehouse.catalog import build_catalog
 from warehouse.maintenance import compact
-from warehouse.store import CommitError, Conflict, Table, Warehouse, batch_id
+from warehouse.store import CommitError, Conflict, Table, Warehouse, batch_id, whole_batches
 
 TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
@@ -379,9 +379,11 @@ def test_time_travel_reads_each_version_as_it_was(store: Warehouse) -> None:
     assert len(store.files("things", 1)) == 1 and len(store.files("things")) == 2
 
 
-def test_inserted_returns_the_inserted_rows_of_a_range_and_ignores_compaction_and_deletes(store: Warehouse) -> None:
-    """The change feed of a range holds exactly the rows appended in it: a compaction (no data change) and a
-    delete add no insert."""
+def test_inserted_returns_the_rows_a_range_added_and_kept_and_ignores_compaction_and_rewrites(
+    store: Warehouse,
+) -> None:
+    """The change feed of a range holds exactly the rows appended in it and still there at its end: a compaction
+    (no data change) adds no insert, nor do the kept rows an erasure wrote again; an erased row is not new."""
     store.commit("things", "b1", rows(["a", "b"]), partition="2026-11-21")
     store.commit("things", "b2", rows(["c"]), partition="2026-11-21")
     store.commit("things", "b3", rows(["d", "e"]), partition="2026-11-21")
@@ -389,8 +391,10 @@ def test_inserted_returns_the_inserted_rows_of_a_range_and_ignores_compaction_an
     compact(store, "things", target_mb=64)
     compacted = store.version("things")
     assert compacted > appended and len(store.files("things")) == 1
-    store.delta("things").delete("id = 'a'")
-    deleted = store.version("things")
+    assert store.erase("things", "id", ["a"]) == 1  # rewrites the one file: b..e deleted and inserted again
+    erased = store.version("things")
+    store.commit("things", "b4", rows(["a"]), partition="2026-11-22")  # sent again later: new again
+    again = store.version("things")
 
     def ids(after: int, upto: int) -> list[str]:
         return sorted(str(i) for i in store.inserted("things", after, upto, columns=["id"]).column("id").to_pylist())
@@ -399,9 +403,44 @@ def test_inserted_returns_the_inserted_rows_of_a_range_and_ignores_compaction_an
     assert ids(0, appended) == ["a", "b", "c", "d", "e"]
     assert ids(1, 2) == ["c"]
     assert ids(appended, compacted) == []
-    assert ids(compacted, deleted) == []
-    assert ids(0, deleted) == ["a", "b", "c", "d", "e"]
-    assert ids(deleted, deleted) == []
+    assert ids(compacted, erased) == []
+    assert ids(0, erased) == ["b", "c", "d", "e"]
+    assert ids(compacted, again) == ["a"]
+    assert ids(erased, erased) == []
+
+
+def test_a_rewrite_takes_every_file_holding_a_batch_of_the_files_it_chose() -> None:
+    batches_of = {"f1": {"b1", "b2"}, "f2": {"b2", "b3"}, "f3": {"b3"}, "f4": {"b4"}}
+    assert whole_batches(batches_of, {"f1"}) == ({"b1", "b2", "b3"}, {"f1", "f2", "f3"})
+    assert whole_batches(batches_of, {"f4"}) == ({"b4"}, {"f4"})
+
+
+def test_erase_rewrites_whole_files_in_the_tables_types_so_filtered_reads_still_work(store: Warehouse) -> None:
+    """delta-rs's own delete writes strings as `string_view`, which a filtered pyarrow read cannot compare; an
+    erasure leaves every file in the table's types, and `retype` repairs a file such a delete wrote."""
+    store.commit("things", "b1", rows(["a", "b", "c"]), partition="2026-11-21")
+    store.commit("things", "b2", rows(["d"]), partition="2026-11-21")
+
+    def types() -> set[str]:
+        return {str(pq.read_schema(f).field("id").type) for f in store.files("things")}
+
+    def lookup(value: str) -> int:
+        with store.connect(tables=["things"]) as con:
+            row = con.execute("SELECT count(*) FROM things WHERE id = ?", [value]).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    assert store.erase("things", "id", ["b", "zz"]) == 1
+    assert types() == {"string"}
+    assert (lookup("a"), lookup("b"), lookup("d")) == (1, 0, 1)
+    assert store.erase("things", "id", ["nobody"]) == 0
+
+    store.delta("things").delete("id = 'c'")  # as an older version of `forget` did
+    assert types() == {"string", "string_view"}
+    assert store.retype("things") == 1  # the one row left in the file the delete wrote
+    assert types() == {"string"}
+    assert (lookup("a"), lookup("c"), lookup("d")) == (1, 0, 1)
+    assert store.retype("things") == 0
 
 
 def test_connect_reads_every_table_and_pins_a_version_per_table(store: Warehouse) -> None:
