@@ -249,6 +249,8 @@ def run_plan(
             while committed + 1 in arrived:
                 committed += 1
                 result = arrived.pop(committed)
+                if job.backfill is not None and not result.rows:
+                    continue  # a backfill's empty unit has no watermark to record: nothing to commit
                 base = commit_unit(store, job, plan[result.number], result, base)
                 outcome.scored += result.rows
                 outcome.positives += result.positives
