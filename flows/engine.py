@@ -1,4 +1,5 @@
-"""The Dask engine: `score`'s units of work on a Dask cluster (`[compute] engine = "dask"`).
+"""The Dask engine: `score`'s units of work on a Dask cluster (`[compute] engine = "dask"`), and a
+backfill's (`score_on_cluster(..., since=...)`: the units of warehouse/backfill.py, committed with its marks).
 
 Why plain Dask futures inside one Prefect task, and not one Prefect task per unit on a DaskTaskRunner
 (prefect-dask): measured here (2 cores, loaded, LocalCluster of 2 worker processes, 16 units of 25,000
