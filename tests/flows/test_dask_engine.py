@@ -61,8 +61,9 @@ def s3_project(folder: Path, s3: S3Server, prefix: str, **compute: Any) -> Proje
 
 
 # Columns that hold when or where a run happened, not what it computed: times, days, batch ids (the local
-# full pass cuts units in DuckDB's streaming order), and the monitor's report id and file.
-RUN_COLUMNS = ("batch_id", "report_id", "report_path")
+# full pass cuts units in DuckDB's streaming order), the monitor's report id and file, and the Prefect flow
+# run that wrote a row.
+RUN_COLUMNS = ("batch_id", "report_id", "report_path", "flow_run_id")
 
 
 def comparable(project: Project, table: str) -> pd.DataFrame:
