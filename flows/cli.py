@@ -41,10 +41,11 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     """Failures a person can fix from the message alone; anything else is a bug and keeps its traceback."""
     from flows.engine import ClusterError
     from pipeline.artifacts import ArtifactError
+    from pipeline.backfill import BackfillError
     from pipeline.config import ConfigError
     from warehouse.store import CommitError
 
-    return (ConfigError, ArtifactError, CommitError, ClusterError)
+    return (ConfigError, ArtifactError, CommitError, ClusterError, BackfillError)
 
 
 def _fail(error: Exception) -> NoReturn:
@@ -141,12 +142,44 @@ def ingest(config: ConfigOption = None) -> None:
 
 
 @app.command()
-def score(config: ConfigOption = None) -> None:
-    """Score every record the champion has not scored yet."""
-    from flows.score import score as score_flow
+def score(
+    config: ConfigOption = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="backfill: score with this registered version, not promoting it")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="backfill: the records ingested on or after this day (UTC) or time"),
+    ] = None,
+) -> None:
+    """Score every record the champion has not scored yet; with --version and --since, backfill instead."""
+    if version is None and since is None:
+        from flows.score import score as score_flow
 
-    report = _run(score_flow, config)
-    typer.echo(f"{report.scored} records scored by {report.model_version}")
+        report = _run(score_flow, config)
+        typer.echo(f"{report.scored} records scored by {report.model_version}")
+        return
+    _backfill(version, since, config)
+
+
+def _backfill(version: str | None, since: str | None, config: str | None) -> None:
+    """`score --version vN --since DATE`: score history with a version that is not champion."""
+    from flows.runtime import utc_now
+    from pipeline.backfill import BackfillError, check_since, parse_since
+
+    if version is None or since is None:
+        _fail(ValueError("a backfill needs both --version and --since, e.g. --version v2 --since 2026-11-20"))
+    try:
+        moment = check_since(parse_since(since), utc_now())
+    except BackfillError as error:
+        _fail(error)
+    from flows.backfill import backfill
+
+    report = _run(lambda path: backfill(version, moment, path), config)
+    typer.echo(
+        f"backfill: {report.scored} records ingested since {report.since:%Y-%m-%d %H:%M} UTC scored by "
+        f"{report.model_version} in {report.units} unit(s); not promoted"
+    )
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""The Dask engine: `score`'s units of work on a Dask cluster (`[compute] engine = "dask"`).
+"""The Dask engine: `score`'s units of work on a Dask cluster (`[compute] engine = "dask"`), and a
+backfill's (`score_on_cluster(..., since=...)`: the units of warehouse/backfill.py, committed with its marks).
 
 Why plain Dask futures inside one Prefect task, and not one Prefect task per unit on a DaskTaskRunner
 (prefect-dask): measured here (2 cores, loaded, LocalCluster of 2 worker processes, 16 units of 25,000
@@ -30,7 +31,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ from pipeline.config import Compute, Explain, Settings
 from pipeline.explain import Explainer
 from pipeline.model import ScoringModel
 from warehouse import scoring, units
+from warehouse.backfill import BackfillPlan, backfill_units, plan_backfill
 from warehouse.registry import registered
 from warehouse.store import Conflict, Warehouse, batch_id
 from warehouse.units import UnitRef
@@ -71,6 +73,7 @@ class ScoreJob:
     model_folder: str  # the version's artifacts, at the same path on every worker
     sha256: tuple[tuple[str, str], ...]
     scored_at: datetime
+    backfill: BackfillPlan | None = None  # a backfill's attempt (warehouse/backfill.py), or the version's scoring
 
 
 @dataclass(frozen=True)
@@ -114,18 +117,22 @@ def _explainer(folder: str, sha256: tuple[tuple[str, str], ...], settings: Expla
 
 def run_unit(job: ScoreJob, unit: UnitRef) -> UnitResult:
     """Score one unit where it runs: read its rows, score them, write them as an uncommitted file."""
-    from flows.score import chunk_batch_id, predictions_table  # the same rows as the local engine
+    from flows.score import backfill_batch_id, chunk_batch_id, predictions_table  # the local engine's rows
 
     started = time.perf_counter()
     store = warehouse_of(job.settings)
     model = _model(job.model_folder, job.sha256)
     rows = units.read_unit(store, unit, model.version, ["record_id", *model.feature_names])
-    batch = batch_id(chunk_batch_id(model.version, rows.column("record_id")), unit.watermark)
+    ids = rows.column("record_id")
+    if job.backfill is not None:
+        batch = backfill_batch_id(model.version, ids)
+    else:
+        batch = batch_id(chunk_batch_id(model.version, ids), unit.watermark)
     actions: list[AddAction] = []
     positives = 0
     if rows.num_rows:  # an empty unit commits no file: its commit only records the watermark
         explainer = _explainer(job.model_folder, job.sha256, job.settings.explain)
-        table = predictions_table(model, rows, job.scored_at, explainer)
+        table = predictions_table(model, rows, job.scored_at, explainer, backfill=job.backfill is not None)
         actions = store.write_files("predictions", batch, table, partition=job.scored_at.date().isoformat())
         positives = int(np.sum(table.column("label").to_numpy(zero_copy_only=False) == model.classes[1]))
     return UnitResult(
@@ -168,8 +175,11 @@ def dask_client(compute: Compute) -> Iterator[Client]:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="score units on dask")
-def score_on_cluster(store: Warehouse, settings: Settings, model: ScoringModel, scored_at: datetime) -> ClusterScore:
-    """Plan the units, run them on the cluster, commit each in plan order; plan again after a lost race."""
+def score_on_cluster(
+    store: Warehouse, settings: Settings, model: ScoringModel, scored_at: datetime, since: datetime | None = None
+) -> ClusterScore:
+    """Plan the units, run them on the cluster, commit each in plan order; plan again after a lost race. With
+    `since`, a backfill of `model` (warehouse/backfill.py) instead of its scoring."""
     logger = get_run_logger()
     with store.connect(tables=["models"]) as con:
         entry = registered(con, model.version)
@@ -189,6 +199,8 @@ def score_on_cluster(store: Warehouse, settings: Settings, model: ScoringModel, 
         )
         outcome = ClusterScore()  # units committed before a lost race count too
         for _ in range(scoring.PLAN_ATTEMPTS):
+            if since is not None:  # each attempt plans from the log as it is then
+                job = replace(job, backfill=plan_backfill(store, model.version, since))
             try:
                 run_plan(client, store, job, settings.scoring.chunk_rows, settings.compute.unit_attempts, outcome)
                 break
@@ -200,7 +212,7 @@ def score_on_cluster(store: Warehouse, settings: Settings, model: ScoringModel, 
             raise RuntimeError(
                 f"scoring with {model.version} lost {scoring.PLAN_ATTEMPTS} races with other runs; run again"
             )
-    publish_units(outcome, model.version)
+    publish_units(outcome, model.version, backfill=since is not None)
     return outcome
 
 
@@ -212,8 +224,13 @@ def run_plan(
     from distributed import as_completed
 
     logger = get_run_logger()
-    base = store.version("predictions")
-    plan = {unit.number: unit for unit in units.plan_units(store, job.model_version, chunk_rows)}
+    if job.backfill is not None:
+        base = job.backfill.predictions_version
+        planned = backfill_units(store, job.backfill, chunk_rows)
+    else:
+        base = store.version("predictions")
+        planned = units.plan_units(store, job.model_version, chunk_rows)
+    plan = {unit.number: unit for unit in planned}
     tries = dict.fromkeys(plan, 1)
     running = {client.submit(run_unit, job, unit, pure=False): unit for unit in plan.values()}
     waiting = as_completed(list(running))
@@ -233,6 +250,8 @@ def run_plan(
             while committed + 1 in arrived:
                 committed += 1
                 result = arrived.pop(committed)
+                if job.backfill is not None and not result.rows:
+                    continue  # a backfill's empty unit has no watermark to record: nothing to commit
                 base = commit_unit(store, job, plan[result.number], result, base)
                 outcome.scored += result.rows
                 outcome.positives += result.positives
@@ -270,13 +289,10 @@ def resubmit(
 
 def commit_unit(store: Warehouse, job: ScoreJob, unit: UnitRef, result: UnitResult, base: int) -> int:
     """Commit a unit's file as one exactly-once Delta commit; returns the version it created."""
-    landed = store.commit_files(
-        "predictions",
-        result.batch,
-        result.actions,
-        marks=[(scoring.watermark_app(job.model_version), unit.watermark)],
-        read_version=base,
+    marks = (
+        job.backfill.marks if job.backfill is not None else [(scoring.watermark_app(job.model_version), unit.watermark)]
     )
+    landed = store.commit_files("predictions", result.batch, result.actions, marks=marks, read_version=base)
     if not landed:  # another run committed this very unit: plan again from what it left
         raise Conflict(f"unit {unit.number} of {job.model_version} was committed by another run")
     return store.committed_version("predictions")
@@ -305,12 +321,13 @@ def unit_row(unit: UnitRef, result: UnitResult, tries: int, lost: int, version: 
     }
 
 
-def publish_units(outcome: ClusterScore, model_version: str) -> None:
-    """The units of the run, for the Prefect UI (a table artifact of the score flow run)."""
+def publish_units(outcome: ClusterScore, model_version: str, *, backfill: bool = False) -> None:
+    """The units of the run, for the Prefect UI (a table artifact of the score or backfill flow run)."""
     retried = sum(1 for row in outcome.units if row["attempts"] > 1 or row["workers lost"])
+    verb = "backfill" if backfill else "score"
     create_table_artifact(
-        key="score-units",
+        key=f"{verb}-units",
         table=outcome.units or [{"unit": 0, "source": "nothing to score", "rows": 0}],
-        description=f"score {model_version} on Dask: {len(outcome.units)} unit(s), {outcome.scored} rows, "
+        description=f"{verb} {model_version} on Dask: {len(outcome.units)} unit(s), {outcome.scored} rows, "
         f"{retried} retried",
     )

@@ -18,6 +18,7 @@ from pipeline.config import Explain
 from pipeline.explain import Explainer, no_explanations, to_arrow
 from pipeline.model import ScoringModel
 from warehouse import scoring
+from warehouse.layout import BACKFILL_COLUMN
 from warehouse.scoring import Unit
 from warehouse.store import Conflict, Warehouse, batch_id, repeat
 
@@ -31,10 +32,16 @@ class ScoreReport:
 
 
 def predictions_table(
-    model: ScoringModel, chunk: pa.Table, scored_at: object, explainer: Explainer | None = None
+    model: ScoringModel,
+    chunk: pa.Table,
+    scored_at: object,
+    explainer: Explainer | None = None,
+    *,
+    backfill: bool = False,
 ) -> pa.Table:
     """Score one chunk of records and shape it as `predictions` rows, with their explanations when an
-    explainer is given (null explanation columns otherwise)."""
+    explainer is given (null explanation columns otherwise); `backfill` marks a backfill's rows (the
+    champion's leave the column null)."""
     frame = chunk.select(["record_id", *model.feature_names]).to_pandas()
     n = len(frame)
     if explainer is not None:
@@ -55,6 +62,7 @@ def predictions_table(
             ).cast(pa.list_(pa.float32())),
             "scored_at": repeat(scored_at, n, pa.timestamp("us", tz="UTC")),
             **explained,
+            **({BACKFILL_COLUMN: repeat(True, n, pa.bool_())} if backfill else {}),
         }
     )
 
@@ -64,6 +72,11 @@ def chunk_batch_id(model_version: str, ids: pa.Array | pa.ChunkedArray) -> str:
     hashes = pd.util.hash_array(ids.to_numpy(zero_copy_only=False).astype(object))
     digest = hashlib.sha256(hashes.tobytes()).hexdigest()
     return batch_id("score", model_version, digest)
+
+
+def backfill_batch_id(model_version: str, ids: pa.Array | pa.ChunkedArray) -> str:
+    """A backfill's batch: the version and the records it scored (never the time of the run)."""
+    return batch_id(chunk_batch_id(model_version, ids), "backfill")
 
 
 def explainer_for(model: ScoringModel, settings: Explain) -> Explainer | None:
@@ -123,9 +136,9 @@ def score_here(
 
 
 @task(cache_policy=NO_CACHE)
-def refresh_current(store: Warehouse) -> int:
+def refresh_current(store: Warehouse, champion: str) -> int:
     """Bring `predictions_current` up to date with the new rows of `predictions`; returns how many."""
-    return scoring.refresh_current(store)
+    return scoring.refresh_current(store, champion)
 
 
 @flow(name="score", flow_run_name=run_name("score"))
@@ -149,7 +162,7 @@ def score(config: str | None = None) -> ScoreReport:
     else:
         explainer = explainer_for(model, settings.explain)
         scored, chunks, positives = score_here(store, model, settings.scoring.chunk_rows, explainer)
-    refresh_current(store)
+    refresh_current(store, model.version)
     publish(store)
     report = ScoreReport(model_version=model.version, scored=scored, chunks=chunks, positives=positives)
     logger.info(

@@ -180,9 +180,12 @@ REASON = pa.struct([("feature", pa.string()), ("contribution", pa.float64()), ("
 
 
 EXPLANATION_COLUMNS = ("base_value", "contributions", "reasons")  # null when a prediction was not explained
+# True for a prediction made by a backfill (`scorehouse score --version --since`), null for the champion's
+# scoring (and for every prediction written before the column existed).
+BACKFILL_COLUMN = "backfill"
 OPTIONAL_COLUMNS = {
-    "predictions": EXPLANATION_COLUMNS,
-    "predictions_current": EXPLANATION_COLUMNS,
+    "predictions": (*EXPLANATION_COLUMNS, BACKFILL_COLUMN),
+    "predictions_current": (*EXPLANATION_COLUMNS, BACKFILL_COLUMN),
     "reference": ("contributions",),
     **{name: (FLOW_RUN_ID,) for name in RUN_LINKED},
 }
@@ -205,6 +208,9 @@ def predictions_schema() -> pa.Schema:
             ("base_value", pa.float64()),
             ("contributions", pa.list_(pa.float32())),  # one per dataset feature, in the config's order
             ("reasons", pa.list_(REASON)),  # the top reason codes, largest first
+            # Made by a backfill of a version, not by the champion's scoring (added later: null before). It
+            # never becomes a record's current prediction unless its version is champion (warehouse/scoring.py).
+            (BACKFILL_COLUMN, pa.bool_()),
         ]
     )
 
@@ -341,7 +347,8 @@ VIEWS: dict[str, str] = {
     # embedding, its true label and the prediction made when it was first scored (by the champion then).
     "labelled_predictions": """
         WITH first_prediction AS (  -- of labelled records only: the window never sorts every prediction
-            SELECT * FROM predictions WHERE record_id IN (SELECT record_id FROM feedback_current)
+            SELECT * FROM predictions
+            WHERE record_id IN (SELECT record_id FROM feedback_current) AND NOT coalesce(backfill, false)
             QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at, model_version) = 1
         )
         SELECT r.*, f.label AS target, f.labelled_at, p.embedding, p.score, p.label AS predicted_label,

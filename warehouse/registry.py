@@ -58,6 +58,15 @@ def registered(con: duckdb.DuckDBPyConnection, version: str) -> RegisteredVersio
     return _version(row) if row else None
 
 
+def registered_versions(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every trained version, in the order of their numbers."""
+    rows = con.execute(
+        "SELECT DISTINCT model_version, TRY_CAST(substr(model_version, 2) AS INTEGER) AS n FROM models "
+        "WHERE event = 'trained' ORDER BY n, model_version"
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def previous_champion(con: duckdb.DuckDBPyConnection) -> str | None:
     """The version that was champion before the current one (what a rollback returns to)."""
     row = con.execute(

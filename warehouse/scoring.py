@@ -12,10 +12,21 @@ Without a watermark (a new champion, or a range no longer readable after vacuum)
 `records` snapshot that have no prediction from M are scored in chunks: the intermediate commits record
 "no complete pass" (-1) and the last one the snapshot's version, so a killed pass is resumed by the same
 comparison, and its commits conflict with any other run of M as above.
+
+Backfills. `scorehouse score --version M --since DATE` scores, with a version that is not champion, the
+records ingested since DATE that M has no prediction of (warehouse/backfill.py). Its commits carry
+`score/M` with the value they read (so they conflict with any other scoring by M, and the watermark does
+not move) and `backfill/M`, the `records` version the backfill planned at. The change feed never compares
+with what M has scored, so once M has backfilled records beyond its watermark (it was champion before, is
+promoted again), its next scoring is a full pass (`follows_change_feed`), which leaves them out.
+
+The current prediction of a record (`predictions_current`) is its latest one that counts: a backfill's
+counts only when its version is the champion (`CURRENT_RULE`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +40,7 @@ from warehouse.store import FLOW_DUCKDB_CONFIG, Conflict, Warehouse, batch_id
 PLAN_ATTEMPTS = 5
 NO_COMPLETE_PASS = -1
 CURRENT_APP = "current"  # watermark of `predictions_current`: the `predictions` version it reflects
+CURRENT_CHAMPION_APP = "current/champion"  # the champion `predictions_current` was built for (`champion_mark`)
 
 
 @dataclass(frozen=True)
@@ -43,14 +55,36 @@ def watermark_app(model_version: str) -> str:
     return f"score/{model_version}"
 
 
+def backfill_app(model_version: str) -> str:
+    """The `records` version up to which a backfill may have scored with `model_version`."""
+    return f"backfill/{model_version}"
+
+
+def follows_change_feed(watermark: int | None, backfilled_upto: int | None) -> bool:
+    """Whether a model's next scoring may take only the records after its watermark from the change feed.
+    Not without a complete pass (no watermark, or "no complete pass"), nor when a backfill may have scored
+    records after the watermark: the change feed would score them again, so a full pass, which compares with
+    what the model scored, is made once (its last commit records a watermark past the backfill)."""
+    if watermark is None or watermark < 0:
+        return False
+    return backfilled_upto is None or backfilled_upto <= watermark
+
+
+def change_feed_after(store: Warehouse, model_version: str) -> int | None:
+    """The watermark `model_version` may go on from by the change feed, or None when it must make a full pass."""
+    watermark = store.watermark("predictions", watermark_app(model_version))
+    backfilled = store.watermark("predictions", backfill_app(model_version))
+    return watermark if follows_change_feed(watermark, backfilled) else None
+
+
 def pending_units(store: Warehouse, model_version: str, features: Sequence[str], chunk_rows: int) -> Iterator[Unit]:
     """The units of work for `model_version`, planned from the log as it is now."""
     columns = ["record_id", *features]
     upto = store.version("records")
-    scored_upto = store.watermark("predictions", watermark_app(model_version))
-    if scored_upto is not None and scored_upto >= 0:
+    after = change_feed_after(store, model_version)
+    if after is not None:
         try:
-            yield from _new_since(store, scored_upto, upto, columns, chunk_rows)
+            yield from _new_since(store, after, upto, columns, chunk_rows)
             return
         except LookupError:
             pass  # those versions were vacuumed: compare the whole snapshot instead
@@ -130,39 +164,70 @@ def rebatched(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
 
 # ------------------------------------------------------------------------------- current predictions
 
-_LATEST = "QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at DESC, model_version DESC) = 1"
+# The rule of the current prediction, in one place: a record's current prediction is its latest prediction
+# that counts. The champion's scoring always counts; a backfill (`backfill` true) counts only when its version
+# is the champion now (it was backfilled, then promoted: what it scored then is the champion's too), so
+# scoring history with another version never changes what `predictions_current` says. `$champion` may be
+# NULL (no champion known): then no backfill counts. Ties of time go to the higher version name.
+CURRENT_RULE = """
+    SELECT * FROM {rows}
+    WHERE NOT coalesce(backfill, false) OR model_version = $champion
+    QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at DESC, model_version DESC) = 1
+"""
 
 
-def refresh_current(store: Warehouse) -> int:
-    """Bring `predictions_current` up to date with the predictions committed since it was last; returns how
-    many rows were written.
+def current_predictions(con: duckdb.DuckDBPyConnection, rows: str, champion: str | None) -> pa.Table:
+    """The current prediction of each record among the predictions `rows` names (a table or view of `con`)."""
+    table: pa.Table = con.sql(CURRENT_RULE.format(rows=rows), params={"champion": champion}).to_arrow_table()
+    return table
 
-    Its watermark (`current`) is the `predictions` version it reflects, recorded in the same commit, so
-    two refreshes at once conflict and the loser starts again from the winner's version. New predictions
-    of records that have none yet (every cycle's) are appended; when some record already has one (a new
-    champion scoring what the old one scored), or when the change feed no longer reaches back that far,
-    the table is rebuilt from `predictions` as a whole. Never a MERGE: it reads every file of the table on
-    each run (no statistics of ids are kept), and its files come out in Arrow view types that a filtered
-    read through pyarrow cannot compare (delta-io/delta-rs#4579).
+
+def champion_mark(champion: str | None) -> int:
+    """The champion as a number a Delta application transaction can hold (-1: none)."""
+    if champion is None:
+        return -1
+    return int(hashlib.sha256(champion.encode()).hexdigest()[:15], 16)
+
+
+def refresh_current(store: Warehouse, champion: str | None = None) -> int:
+    """Bring `predictions_current` up to date with the predictions committed since it was last, for the
+    `champion` now; returns how many rows were written.
+
+    Its watermark (`current`) is the `predictions` version it reflects, recorded in the same commit with the
+    champion it was built for, so two refreshes at once conflict and the loser starts again from the
+    winner's version. New predictions of records that have none yet (every cycle's) are appended; when some
+    record already has one (a new champion scoring what the old one scored), when the champion changed
+    (a backfill of the new one may count now), or when the change feed no longer reaches back that far, the
+    table is rebuilt from `predictions` as a whole. Never a MERGE: it reads every file of the table on each
+    run (no statistics of ids are kept), and its files come out in Arrow view types that a filtered read
+    through pyarrow cannot compare (delta-io/delta-rs#4579).
     """
+    mark = champion_mark(champion)
     for _ in range(PLAN_ATTEMPTS):
         reflected = store.watermark("predictions_current", CURRENT_APP)
+        same_champion = store.watermark("predictions_current", CURRENT_CHAMPION_APP) == mark
         upto = store.version("predictions")
-        if reflected is not None and reflected >= upto:
+        if reflected is not None and reflected >= upto and same_champion:
             return 0
-        batch = batch_id("current", upto)
-        properties = CommitProperties(app_transactions=[Transaction(batch, 0), Transaction(CURRENT_APP, upto)])
+        batch = batch_id("current", upto, mark)
+        properties = CommitProperties(
+            app_transactions=[
+                Transaction(batch, 0),
+                Transaction(CURRENT_APP, upto),
+                Transaction(CURRENT_CHAMPION_APP, mark),
+            ]
+        )
         try:
-            if reflected is None:
-                return _rebuild_current(store, upto, properties)
+            if reflected is None or not same_champion:
+                return _rebuild_current(store, upto, champion, properties)
             try:
                 new = store.inserted("predictions", reflected, upto)
             except LookupError:
-                return _rebuild_current(store, upto, properties)
+                return _rebuild_current(store, upto, champion, properties)
             target = store.delta("predictions_current")
-            latest = _latest(new)
+            latest = _latest(new, champion)
             if _any_current(store, int(target.version()), latest.column("record_id")):
-                return _rebuild_current(store, upto, properties)
+                return _rebuild_current(store, upto, champion, properties)
             write_deltalake(
                 target,
                 latest.cast(store.table("predictions_current").schema),
@@ -175,12 +240,11 @@ def refresh_current(store: Warehouse) -> int:
     raise Conflict("predictions_current: lost every race with other refreshes; the next run brings it up to date")
 
 
-def _latest(rows: pa.Table) -> pa.Table:
+def _latest(rows: pa.Table, champion: str | None) -> pa.Table:
     con = duckdb.connect(config=FLOW_DUCKDB_CONFIG)
     try:
         con.register("new_rows", rows)
-        latest: pa.Table = con.sql(f"SELECT * FROM new_rows {_LATEST}").to_arrow_table()
-        return latest
+        return current_predictions(con, "new_rows", champion)
     finally:
         con.close()
 
@@ -197,9 +261,9 @@ def _any_current(store: Warehouse, version: int, ids: pa.ChunkedArray) -> bool:
     return row is not None and int(row[0]) > 0
 
 
-def _rebuild_current(store: Warehouse, upto: int, properties: CommitProperties) -> int:
+def _rebuild_current(store: Warehouse, upto: int, champion: str | None, properties: CommitProperties) -> int:
     with store.connect(version={"predictions": upto}, tables=["predictions"]) as con:
-        latest: pa.Table = con.sql(f"SELECT * FROM predictions {_LATEST}").to_arrow_table()
+        latest = current_predictions(con, "predictions", champion)
     latest = latest.cast(store.table("predictions_current").schema)
     write_deltalake(store.delta("predictions_current"), latest, mode="overwrite", commit_properties=properties)
     return latest.num_rows

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import unquote
 
 import pyarrow as pa
 
 from warehouse import scoring
 from warehouse.store import FLOW_DUCKDB_CONFIG, Warehouse
+
+ARRIVAL = "ingested_at"  # when a record was stored: what a backfill's `since` is compared with
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,19 +38,22 @@ class UnitRef:
     changes: tuple[int, int] | None = None  # (after, upto]: `records` commits read from the change feed
     files: tuple[str, ...] = ()  # or: these data files of `records`...
     scored_at_version: int = -1  # ...less the records scored by the model at this `predictions` version
+    since: datetime | None = None  # ...ingested at or after this (a backfill, warehouse/backfill.py)
 
     @property
     def kind(self) -> str:
+        if self.since is not None:
+            return "backfill"
         return "new records" if self.changes is not None else "full pass"
 
 
 def plan_units(store: Warehouse, model_version: str, chunk_rows: int) -> list[UnitRef]:
     """The units `model_version` still has to score, planned from the log as it is now (as `pending_units`)."""
     upto = store.version("records")
-    scored_upto = store.watermark("predictions", scoring.watermark_app(model_version))
-    if scored_upto is not None and scored_upto >= 0:
+    after = scoring.change_feed_after(store, model_version)
+    if after is not None:
         try:
-            return change_units(scoring._inserted_rows(store, scored_upto, upto), scored_upto, chunk_rows)
+            return change_units(scoring._inserted_rows(store, after, upto), after, chunk_rows)
         except LookupError:
             pass  # those versions are no longer in the log: compare the whole snapshot instead
     return file_units(record_files(store, upto), upto, store.version("predictions"), chunk_rows)
@@ -70,17 +76,7 @@ def file_units(files: Sequence[tuple[str, int]], upto: int, scored_at: int, chun
     """The files of `records` snapshot `upto` ((path, rows) each), grouped into units of about `chunk_rows`
     rows. Every unit but the last records "no complete pass"; the last (or an empty one, when there are no
     files) records `upto`, as the local full pass does."""
-    groups: list[tuple[list[str], int]] = []
-    current: list[str] = []
-    rows = 0
-    for path, count in files:
-        current.append(path)
-        rows += count
-        if rows >= chunk_rows:
-            groups.append((current, rows))
-            current, rows = [], 0
-    if current or not groups:
-        groups.append((current, rows))
+    groups = group_files(files, chunk_rows) or [([], 0)]
     last = len(groups)
     return [
         UnitRef(
@@ -94,20 +90,44 @@ def file_units(files: Sequence[tuple[str, int]], upto: int, scored_at: int, chun
     ]
 
 
-def record_files(store: Warehouse, version: int, table: str = "records") -> list[tuple[str, int]]:
-    """(file as `Warehouse.files` names it, rows) for each data file of `table` at `version`, sorted by name."""
+def group_files(files: Sequence[tuple[str, int]], chunk_rows: int) -> list[tuple[list[str], int]]:
+    """Files ((path, rows) each) in groups of about `chunk_rows` rows (a file is never split)."""
+    groups: list[tuple[list[str], int]] = []
+    current: list[str] = []
+    rows = 0
+    for path, count in files:
+        current.append(path)
+        rows += count
+        if rows >= chunk_rows:
+            groups.append((current, rows))
+            current, rows = [], 0
+    if current:
+        groups.append((current, rows))
+    return groups
+
+
+def record_files(
+    store: Warehouse, version: int, table: str = "records", since: datetime | None = None
+) -> list[tuple[str, int]]:
+    """(file as `Warehouse.files` names it, rows) for each data file of `table` at `version`, sorted by name;
+    with `since`, only the files whose latest `ingested_at` in the log's statistics is not before it (a file
+    without statistics is kept: its rows are filtered when read)."""
     actions = store.delta(table, version).get_add_actions(flatten=True)
-    counts = {
-        unquote(str(path)): int(rows)
-        for path, rows in zip(
-            actions.column("path").to_pylist(), actions.column("num_records").to_pylist(), strict=True
-        )
-    }
+    paths = [unquote(str(path)) for path in actions.column("path").to_pylist()]
+    counts = {path: int(rows) for path, rows in zip(paths, actions.column("num_records").to_pylist(), strict=True)}
+    if since is not None and f"max.{ARRIVAL}" in actions.schema.names:
+        # The log keeps times to the millisecond: a file is left out only when it is surely too old.
+        bound = since - timedelta(milliseconds=1)
+        latest = actions.column(f"max.{ARRIVAL}").to_pylist()
+        counts = {
+            path: n for (path, n), last in zip(counts.items(), latest, strict=True) if last is None or last >= bound
+        }
     root = unquote(store.uri(table)).removeprefix("file://") + "/"
-    files = [
-        (name, counts.get(unquote(name).removeprefix("file://").removeprefix(root), 0))
-        for name in store.files(table, version)
-    ]
+    files: list[tuple[str, int]] = []
+    for name in store.files(table, version):
+        relative = unquote(name).removeprefix("file://").removeprefix(root)
+        if relative in counts or since is None:
+            files.append((name, counts.get(relative, 0)))
     return sorted(files)
 
 
@@ -125,13 +145,15 @@ def read_unit(store: Warehouse, unit: UnitRef, model_version: str, columns: Sequ
         con.register("unit_records", store.files_dataset("records", list(unit.files)))
         con.register("predictions", store.dataset("predictions", unit.scored_at_version))
         selected = ", ".join(f'"{c}"' for c in columns)
+        arrived = "" if unit.since is None else f"WHERE {ARRIVAL} >= $since"
         rows: pa.Table = con.sql(
             f"""
             SELECT {selected} FROM unit_records
             ANTI JOIN (SELECT record_id FROM predictions WHERE model_version = $version) p USING (record_id)
+            {arrived}
             ORDER BY record_id
             """,
-            params={"version": model_version},
+            params={"version": model_version} | ({} if unit.since is None else {"since": unit.since}),
         ).to_arrow_table()
     finally:
         con.close()

@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,16 @@ import pytest
 from distributed import Client, LocalCluster
 
 from flows import engine
+from flows.backfill import backfill
 from flows.engine import ClusterError
 from flows.ingest import ingest
 from flows.monitor import monitor
+from flows.runtime import simulated_time
 from flows.score import ScoreReport, score
 from flows.train import train
 from tests.conftest import repo_config_document, write_toml
 from tests.flows.conftest import Project, arrivals, synthetic_arrivals
+from tests.flows.test_backfill import second_version
 from tests.s3server import S3Server
 
 # One S3 server at a time on this machine (its ports are fixed): with `make test`'s two workers, this
@@ -150,6 +154,33 @@ def test_an_unreachable_scheduler_is_one_clear_error(
         ClusterError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 .*compute\.address"
     ):
         score(project.config)
+
+
+def test_a_backfill_on_the_cluster_scores_exactly_the_records_since_the_date_once(
+    s3: S3Server, cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = s3_project(tmp_path / "backfill", s3, "backfill-dask", engine="dask", address=cluster)
+    now = datetime.now(UTC)
+    train(project.config)
+    assert second_version(project, monkeypatch) == "v2"
+    with simulated_time(now - timedelta(days=3)):
+        project.drop_csv(arrivals(150), "old.csv")
+        ingest(project.config)
+    with simulated_time(now - timedelta(days=1)):
+        project.drop_csv(arrivals(250, start=4150), "new.csv")
+        ingest(project.config)
+    score(project.config)
+    current = project.query("SELECT record_id, model_version, score FROM predictions_current ORDER BY record_id")
+
+    report = backfill("v2", now - timedelta(days=2), project.config)
+    again = backfill("v2", now - timedelta(days=2), project.config)
+
+    assert (report.scored, report.engine, again.scored) == (250, "dask", 0)
+    assert report.units >= 2, "several units (one per group of records files since the date)"
+    v2 = project.query("SELECT record_id, backfill FROM predictions WHERE model_version = 'v2'")
+    assert sorted(v2["record_id"]) == sorted(arrivals(250, start=4150)["loan_id"]) and v2["backfill"].all()
+    after = project.query("SELECT record_id, model_version, score FROM predictions_current ORDER BY record_id")
+    pd.testing.assert_frame_equal(after, current)
 
 
 def kill_a_busy_worker(address: str, deadline_s: float) -> bool:

@@ -241,9 +241,9 @@ def test_prediction_reasons_has_one_row_per_prediction_and_reason_in_rank_order(
 
 
 def test_a_warehouse_written_before_a_column_was_added_keeps_its_catalog(tmp_path: Path) -> None:
-    """Predictions stored before the explanation columns existed: opening the warehouse with the layout that
-    has them adds them, and the catalog (its views and the derived ones) reads the old rows with nulls."""
-    explanations = ("base_value", "contributions", "reasons")
+    """Predictions stored before the explanation and backfill columns existed: opening the warehouse with the
+    layout that has them adds them, and the catalog (its views and the derived ones) reads the old rows with nulls."""
+    explanations = ("base_value", "contributions", "reasons", "backfill")
     current = {t.name: t for t in open_warehouse(tmp_path / "wh", FEATURES, event_time=False).tables.values()}  # type: ignore[arg-type]
     before = current["predictions"].schema
     kept = pa.schema([f for f in before if f.name not in explanations])

@@ -46,6 +46,8 @@ def value_for(field: pa.Field, record_id: str, row: int) -> Any:
         return {"model_version": "v1", "split": "train", "label": "yes", "target": "no"}[field.name]
     if pa.types.is_timestamp(field.type):
         return AT
+    if pa.types.is_boolean(field.type):
+        return None  # e.g. `backfill`: null, as the champion's scoring leaves it
     if pa.types.is_floating(field.type):
         return 0.25 + row
     if pa.types.is_integer(field.type):
