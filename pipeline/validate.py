@@ -114,6 +114,25 @@ def _parquet_blocks(handle: BinaryIO, block_rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches([batch]).rename_columns(names)
 
 
+def id_windows(path: Path, id_column: str, window_rows: int) -> Iterator[pa.ChunkedArray]:
+    """The ids of a Parquet file `window_rows` rows at a time, from the id column alone, as `as_text` gives
+    them in the blocks of `read_blocks`: what a writer checks against the stored ids ahead of the blocks.
+    Nothing for other files, or when the ids cannot be read so (the blocks then say what is wrong)."""
+    if path.suffix.lower() != ".parquet":
+        return
+    try:
+        with open_regular(path) as handle:
+            source = pq.ParquetFile(handle)
+            names = [str(n).strip() for n in source.schema_arrow.names]
+            if names.count(id_column) != 1:
+                return
+            column = source.schema_arrow.names[names.index(id_column)]
+            for batch in source.iter_batches(batch_size=window_rows, columns=[column]):
+                yield as_text(pa.table({id_column: batch.column(0)}), id_column)
+    except (UnreadableFile, *_READ_ERRORS):
+        return
+
+
 def _csv_blocks(handle: BinaryIO, block_rows: int) -> Iterator[pa.Table]:
     header = handle.readline()
     if not header.strip():
@@ -318,7 +337,7 @@ def validate_rows(
     ids = as_text(raw, dataset.id_column)
     missing_id = _mask(pc.is_null(ids))
     problems.flag(missing_id, dataset.id_column, "required", "the id is missing")
-    repeated = pd.Series(ids.to_numpy(zero_copy_only=False)).duplicated(keep="first").to_numpy() & ~missing_id
+    repeated = repeated_values(ids) & ~missing_id
     problems.flag(repeated, dataset.id_column, "unique", "the id appears earlier in this file")
     if stored_ids:
         stored = _mask(pc.is_in(ids, value_set=pa.array(list(stored_ids), pa.string())))
@@ -343,6 +362,21 @@ def as_text(raw: pa.Table, name: str) -> pa.ChunkedArray:
     text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
     text = pc.utf8_trim_whitespace(text)
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def repeated_values(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """True where a value appeared in an earlier row (nulls count as repeated; callers mask them).
+
+    Arrow's dictionary encoding numbers values in the order they first appear, so a row holds a value
+    seen before exactly when its index is not above every index before it: one hash pass, no Python
+    objects (pandas' `duplicated` on text made a Python string of every id).
+    """
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    indices = pc.fill_null(pc.dictionary_encode(array).indices, -1).to_numpy(zero_copy_only=False)
+    if not len(indices):
+        return np.zeros(0, dtype=bool)
+    highest_before = np.maximum.accumulate(np.concatenate(([-1], indices[:-1])))
+    return np.asarray(indices <= highest_before)
 
 
 def _mask(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -433,7 +467,10 @@ def row_hash(columns: list[pa.ChunkedArray | pa.Array]) -> np.ndarray:
             hashed = pd.util.hash_array(pc.fill_null(array, np.nan).to_numpy(zero_copy_only=False))
         else:
             encoded = pc.dictionary_encode(pc.cast(array, pa.string()))
-            dictionary = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False).astype(object))
+            # The dictionary's values are distinct: categorizing them first (pandas' default) only costs.
+            dictionary = pd.util.hash_array(
+                encoded.dictionary.to_numpy(zero_copy_only=False).astype(object), categorize=False
+            )
             indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
             hashed = np.where(indices >= 0, dictionary[np.clip(indices, 0, None)] if len(dictionary) else 0, 0)
         total = total * np.uint64(1_000_003) ^ hashed.astype(np.uint64)

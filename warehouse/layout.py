@@ -304,9 +304,20 @@ def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) 
             key=t.key,
             stats_columns=_STATS[t.name],
             optional=OPTIONAL_COLUMNS.get(t.name, ()),
+            dictionary=repeated_text(t.schema, t.key) if t.name in _DICTIONARY_ENCODED else None,
         )
         for t in tables
     ]
+
+
+# Tables whose files dictionary-encode only their repeated text (`Table.dictionary`): the large table that
+# ingest writes. The others keep the writer's default.
+_DICTIONARY_ENCODED = ("records",)
+
+
+def repeated_text(schema: pa.Schema, key: str | None) -> tuple[str, ...]:
+    """The text columns of `schema` other than its key: categories, days, batch and run ids repeat."""
+    return tuple(f.name for f in schema if pa.types.is_string(f.type) and f.name != key)
 
 
 # Which alert a monitoring metric raises (drift | prediction_drift | quality), or NULL for a metric that
