@@ -335,9 +335,10 @@ def validate_rows(
     problems = Problems(raw, first_row)
     problems.flag_unreadable_lines()
     ids = as_text(raw, dataset.id_column)
+    encoded_ids = pc.dictionary_encode(ids.combine_chunks())  # hashed once: for duplicates and the row hash
     missing_id = _mask(pc.is_null(ids))
     problems.flag(missing_id, dataset.id_column, "required", "the id is missing")
-    repeated = repeated_values(ids) & ~missing_id
+    repeated = repeated_values(encoded_ids) & ~missing_id
     problems.flag(repeated, dataset.id_column, "unique", "the id appears earlier in this file")
     if stored_ids:
         stored = _mask(pc.is_in(ids, value_set=pa.array(list(stored_ids), pa.string())))
@@ -349,7 +350,8 @@ def validate_rows(
     for feature in dataset.features:
         columns[feature.name] = _check_feature(raw, feature, problems)
     columns["row_number"] = pa.array(np.arange(first_row, first_row + raw.num_rows, dtype=np.int64))
-    columns["row_hash"] = pa.array(row_hash(list(columns.values())[:-1]).view(np.int64))  # stored as int64
+    hashed = [encoded_ids, *list(columns.values())[1:-1]]  # every stored value but the row number
+    columns["row_hash"] = pa.array(row_hash(hashed).view(np.int64))  # stored as int64
     keep = pa.array(~problems.any())
     return Validated(good=pa.table(columns).filter(keep), bad=problems.table(ids))
 
@@ -372,7 +374,8 @@ def repeated_values(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     objects (pandas' `duplicated` on text made a Python string of every id).
     """
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    indices = pc.fill_null(pc.dictionary_encode(array).indices, -1).to_numpy(zero_copy_only=False)
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
     if not len(indices):
         return np.zeros(0, dtype=bool)
     highest_before = np.maximum.accumulate(np.concatenate(([-1], indices[:-1])))
@@ -459,21 +462,23 @@ def _parse_numbers(text: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
 
 
 def row_hash(columns: list[pa.ChunkedArray | pa.Array]) -> np.ndarray:
-    """A 64-bit hash of each row's stored values: the same row always hashes the same."""
+    """A 64-bit hash of each row's stored values: the same row always hashes the same. A text column may
+    come dictionary-encoded already (its dictionary's values are hashed, as they would be otherwise)."""
     total = np.zeros(len(columns[0]), dtype=np.uint64)
     for column in columns:
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         if pa.types.is_floating(array.type):
             hashed = pd.util.hash_array(pc.fill_null(array, np.nan).to_numpy(zero_copy_only=False))
         else:
-            encoded = pc.dictionary_encode(pc.cast(array, pa.string()))
+            encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(pc.cast(array, pa.string()))
             # The dictionary's values are distinct: categorizing them first (pandas' default) only costs.
             dictionary = pd.util.hash_array(
                 encoded.dictionary.to_numpy(zero_copy_only=False).astype(object), categorize=False
             )
             indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
             hashed = np.where(indices >= 0, dictionary[np.clip(indices, 0, None)] if len(dictionary) else 0, 0)
-        total = total * np.uint64(1_000_003) ^ hashed.astype(np.uint64)
+        total *= np.uint64(1_000_003)
+        total ^= hashed.astype(np.uint64, copy=False)
     return total
 
 
