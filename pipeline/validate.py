@@ -428,8 +428,8 @@ def _check_number(raw: pa.Table, feature: Feature, problems: Problems) -> pa.Chu
     name = feature.name
     column = raw.column(name)
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
-        numbers = pc.cast(column, pa.float64())
-        missing = _mask(pc.or_kleene(pc.is_null(numbers), pc.is_nan(numbers)))
+        values = _floats(pc.cast(column, pa.float64()))
+        missing = np.isnan(values)  # null or NaN
         not_a_number = np.zeros(raw.num_rows, dtype=bool)
     else:
         text = as_text(raw, name)
@@ -437,7 +437,7 @@ def _check_number(raw: pa.Table, feature: Feature, problems: Problems) -> pa.Chu
         missing = _mask(pc.or_kleene(pc.is_null(text), pc.is_in(pc.utf8_lower(text), pa.array(MISSING_TOKENS))))
         numbers = _parse_numbers(pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text))
         not_a_number = ~missing & _mask(pc.is_null(numbers))
-    values = np.asarray(pc.fill_null(numbers, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+        values = _floats(numbers)
     if not feature.nullable:
         problems.flag(missing, name, "required", "a value is required")
     problems.flag(not_a_number, name, "numeric", "not a number")
@@ -448,7 +448,14 @@ def _check_number(raw: pa.Table, feature: Feature, problems: Problems) -> pa.Chu
         if feature.max is not None:
             problems.flag(values > feature.max, name, "max", f"above the maximum {feature.max:g}")
     usable = ~missing & np.isfinite(values)
+    if usable.all():
+        return pa.array(values, pa.float64())
     return pa.array(np.where(usable, values, np.nan), pa.float64(), mask=~usable)
+
+
+def _floats(numbers: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """float64 values as numpy, null as NaN."""
+    return np.asarray(pc.fill_null(numbers, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _parse_numbers(text: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
@@ -465,21 +472,42 @@ def row_hash(columns: list[pa.ChunkedArray | pa.Array]) -> np.ndarray:
     """A 64-bit hash of each row's stored values: the same row always hashes the same. A text column may
     come dictionary-encoded already (its dictionary's values are hashed, as they would be otherwise)."""
     total = np.zeros(len(columns[0]), dtype=np.uint64)
-    for column in columns:
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        if pa.types.is_floating(array.type):
+    arrays = [column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column for column in columns]
+    numbers = _hash_floats([a for a in arrays if a.type == pa.float64()])
+    for array in arrays:
+        if array.type == pa.float64():
+            hashed = next(numbers)
+        elif pa.types.is_floating(array.type):
             hashed = pd.util.hash_array(pc.fill_null(array, np.nan).to_numpy(zero_copy_only=False))
         else:
-            encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(pc.cast(array, pa.string()))
-            # The dictionary's values are distinct: categorizing them first (pandas' default) only costs.
-            dictionary = pd.util.hash_array(
-                encoded.dictionary.to_numpy(zero_copy_only=False).astype(object), categorize=False
-            )
-            indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-            hashed = np.where(indices >= 0, dictionary[np.clip(indices, 0, None)] if len(dictionary) else 0, 0)
+            hashed = _hash_text(array)
         total *= np.uint64(1_000_003)
-        total ^= hashed.astype(np.uint64, copy=False)
+        total ^= hashed
     return total
+
+
+def _hash_floats(arrays: list[pa.Array]) -> Iterator[np.ndarray]:
+    """Each float64 column's hash, as `pd.util.hash_array` gives it (its bits mixed by splitmix64), computed
+    for all the columns at once: one numpy pass instead of one call per column."""
+    if not arrays:
+        return
+    bits = np.stack([pc.fill_null(a, np.nan).to_numpy(zero_copy_only=False) for a in arrays]).view(np.uint64)
+    bits ^= bits >> np.uint64(30)
+    bits *= np.uint64(0xBF58476D1CE4E5B9)
+    bits ^= bits >> np.uint64(27)
+    bits *= np.uint64(0x94D049BB133111EB)
+    bits ^= bits >> np.uint64(31)
+    yield from bits
+
+
+def _hash_text(array: pa.Array) -> np.ndarray:
+    """A column's hash as text (`pd.util.hash_array` of its values as strings; null hashes as 0)."""
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(pc.cast(array, pa.string()))
+    # The dictionary's values are distinct: categorizing them first (pandas' default) only costs.
+    dictionary = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False).astype(object), categorize=False)
+    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    hashed = np.where(indices >= 0, dictionary[np.clip(indices, 0, None)] if len(dictionary) else 0, 0)
+    return hashed.astype(np.uint64, copy=False)
 
 
 class Problems:
