@@ -472,32 +472,15 @@ def row_hash(columns: list[pa.ChunkedArray | pa.Array]) -> np.ndarray:
     """A 64-bit hash of each row's stored values: the same row always hashes the same. A text column may
     come dictionary-encoded already (its dictionary's values are hashed, as they would be otherwise)."""
     total = np.zeros(len(columns[0]), dtype=np.uint64)
-    arrays = [column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column for column in columns]
-    numbers = _hash_floats([a for a in arrays if a.type == pa.float64()])
-    for array in arrays:
-        if array.type == pa.float64():
-            hashed = next(numbers)
-        elif pa.types.is_floating(array.type):
+    for column in columns:
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if pa.types.is_floating(array.type):
             hashed = pd.util.hash_array(pc.fill_null(array, np.nan).to_numpy(zero_copy_only=False))
         else:
             hashed = _hash_text(array)
-        total *= np.uint64(1_000_003)
+        total *= np.uint64(1_000_003)  # in place: a block's columns one after another stay in the cache
         total ^= hashed
     return total
-
-
-def _hash_floats(arrays: list[pa.Array]) -> Iterator[np.ndarray]:
-    """Each float64 column's hash, as `pd.util.hash_array` gives it (its bits mixed by splitmix64), computed
-    for all the columns at once: one numpy pass instead of one call per column."""
-    if not arrays:
-        return
-    bits = np.stack([pc.fill_null(a, np.nan).to_numpy(zero_copy_only=False) for a in arrays]).view(np.uint64)
-    bits ^= bits >> np.uint64(30)
-    bits *= np.uint64(0xBF58476D1CE4E5B9)
-    bits ^= bits >> np.uint64(27)
-    bits *= np.uint64(0x94D049BB133111EB)
-    bits ^= bits >> np.uint64(31)
-    yield from bits
 
 
 def _hash_text(array: pa.Array) -> np.ndarray:
