@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 
 from flows.deployed import add_to_run_name
 from flows.runtime import load_champion, open_store, publish, run_name, settings_from, utc_now
@@ -69,9 +70,19 @@ def predictions_table(
 
 def chunk_batch_id(model_version: str, ids: pa.Array | pa.ChunkedArray) -> str:
     """The same records scored by the same version give the same batch: a repeat commit is a no-op."""
-    hashes = pd.util.hash_array(ids.to_numpy(zero_copy_only=False).astype(object))
-    digest = hashlib.sha256(hashes.tobytes()).hexdigest()
-    return batch_id("score", model_version, digest)
+    return batch_id("score", model_version, ids_digest(ids))
+
+
+def ids_digest(ids: pa.Array | pa.ChunkedArray) -> str:
+    """A sha256 of the ids in order, whatever their chunking: the lengths and the bytes, from Arrow's buffers
+    (hashing them as Python objects cost a tenth of the score flow)."""
+    lengths, data = hashlib.sha256(), hashlib.sha256()
+    for chunk in ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]:
+        text = chunk.cast(pa.large_string())
+        offsets = np.frombuffer(text.buffers()[1], np.int64)[text.offset : text.offset + len(text) + 1]
+        lengths.update(np.diff(offsets).astype("<i8").tobytes())
+        data.update(memoryview(text.buffers()[2] or b"")[offsets[0] : offsets[-1]])
+    return hashlib.sha256(lengths.digest() + data.digest()).hexdigest()
 
 
 def backfill_batch_id(model_version: str, ids: pa.Array | pa.ChunkedArray) -> str:
@@ -88,21 +99,27 @@ def explainer_for(model: ScoringModel, settings: Explain) -> Explainer | None:
 
 @task(cache_policy=NO_CACHE, task_run_name="score unit {number}")
 def score_unit(
-    store: Warehouse, model: ScoringModel, unit: Unit, number: int, base: int, explainer: Explainer | None = None
+    store: Warehouse, model: ScoringModel, unit: Unit, scored_at: datetime, number: int, explainer: Explainer | None
+) -> pa.Table:
+    """Embed, score (and explain) one unit: its `predictions` rows, not committed yet."""
+    if not unit.rows.num_rows:  # nothing new: the commit only records the watermark
+        return store.table("predictions").schema.empty_table()
+    return predictions_table(model, unit.rows, scored_at, explainer)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="commit unit {number}")
+def commit_unit(
+    store: Warehouse, model: ScoringModel, unit: Unit, table: pa.Table, scored_at: datetime, number: int, base: int
 ) -> tuple[int, int]:
-    """Embed, score (and explain) and commit one unit as one atomic batch that advances the watermark, from the snapshot
-    of `predictions` the work was planned at (`base`); returns how many positives it predicted and the
-    version it created. A run that committed for this model since `base` makes this raise `Conflict`."""
-    now = utc_now()
-    if unit.rows.num_rows:
-        table = predictions_table(model, unit.rows, now, explainer)
-    else:  # nothing new: the commit only records the watermark
-        table = store.table("predictions").schema.empty_table()
+    """Commit one scored unit as one atomic batch that advances the watermark, from the snapshot of
+    `predictions` the previous unit created (the first: the one the work was planned at, `base`); returns
+    how many positives it predicted and the version it created. A run that committed for this model since
+    `base` makes this raise `Conflict`."""
     landed = store.commit(
         "predictions",
         batch_id(chunk_batch_id(model.version, unit.rows.column("record_id")), unit.watermark),
         table,
-        partition=now.date().isoformat(),
+        partition=scored_at.date().isoformat(),
         marks=[(scoring.watermark_app(model.version), unit.watermark)],
         read_version=base,
     )
@@ -115,22 +132,36 @@ def score_unit(
 def score_here(
     store: Warehouse, model: ScoringModel, chunk_rows: int, explainer: Explainer | None
 ) -> tuple[int, int, int]:
-    """The local engine: plan the units and score them one after another in this process; returns the
-    rows scored, the units committed and the positives predicted."""
+    """The local engine: plan the units and score them in this process, one after another; returns the
+    rows scored, the units committed and the positives predicted.
+
+    A unit's commit runs on a second thread while the next unit is scored (delta-rs writes, and XGBoost
+    predicts, without holding the GIL: the second core works), and it is awaited before the next commit,
+    which is made from the version it created. So commits stay in order, one at a time.
+    """
     logger = get_run_logger()
     scored = chunks = positives = 0
     for _ in range(scoring.PLAN_ATTEMPTS):
+        committing: PrefectFuture[tuple[int, int]] | None = None
         try:
             # Each unit is committed from the snapshot the previous one created (the first from the one the
             # plan was read at): a run that scored with this model in between makes the commit conflict.
             base = store.version("predictions")
             for unit in scoring.pending_units(store, model.version, model.feature_names, chunk_rows):
                 chunks += 1
-                found, base = score_unit(store, model, unit, chunks, base, explainer)
-                positives += found
+                scored_at = utc_now()
+                table = score_unit(store, model, unit, scored_at, chunks, explainer)
+                if committing is not None:
+                    found, base = committing.result()
+                    positives += found
+                committing = commit_unit.submit(store, model, unit, table, scored_at, chunks, base)
                 scored += unit.rows.num_rows
+            if committing is not None:
+                positives += committing.result()[0]
             return scored, chunks, positives
         except Conflict:
+            if committing is not None:
+                committing.wait()  # nothing of this plan may still be committing when the next is made
             logger.info("another run scored with %s at the same time; planning again from its watermark", model.version)
     raise RuntimeError(f"scoring with {model.version} lost {scoring.PLAN_ATTEMPTS} races with other runs; run again")
 

@@ -38,6 +38,7 @@ from deltalake.exceptions import CommitFailedError
 from warehouse.store import FLOW_DUCKDB_CONFIG, Conflict, Warehouse, batch_id
 
 PLAN_ATTEMPTS = 5
+REBUILD_BATCH_ROWS = 100_000
 NO_COMPLETE_PASS = -1
 CURRENT_APP = "current"  # watermark of `predictions_current`: the `predictions` version it reflects
 CURRENT_CHAMPION_APP = "current/champion"  # the champion `predictions_current` was built for (`champion_mark`)
@@ -262,8 +263,21 @@ def _any_current(store: Warehouse, version: int, ids: pa.ChunkedArray) -> bool:
 
 
 def _rebuild_current(store: Warehouse, upto: int, champion: str | None, properties: CommitProperties) -> int:
+    """Write `predictions_current` again from the whole of `predictions`, streamed: memory stays bounded by
+    a batch in Python and by DuckDB's limit in the query, whatever the table's size."""
+    schema = store.table("predictions_current").schema
+    written = 0
+
+    def batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        nonlocal written
+        for batch in reader:
+            written += batch.num_rows
+            yield batch.cast(schema)
+
     with store.connect(version={"predictions": upto}, tables=["predictions"]) as con:
-        latest = current_predictions(con, "predictions", champion)
-    latest = latest.cast(store.table("predictions_current").schema)
-    write_deltalake(store.delta("predictions_current"), latest, mode="overwrite", commit_properties=properties)
-    return latest.num_rows
+        reader = con.sql(CURRENT_RULE.format(rows="predictions"), params={"champion": champion}).to_arrow_reader(
+            REBUILD_BATCH_ROWS
+        )
+        stream = pa.RecordBatchReader.from_batches(schema, batches(reader))
+        write_deltalake(store.delta("predictions_current"), stream, mode="overwrite", commit_properties=properties)
+    return written

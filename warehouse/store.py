@@ -563,7 +563,7 @@ class Warehouse:
             batches_of: dict[str, set[str]] = {}
             picked: set[str] = set()
             for file, fragment in zip(files, dataset.get_fragments(), strict=True):
-                rows = fragment.to_table(columns=["batch_id", *columns], schema=dataset.schema)
+                rows = fragment.to_table(columns=list({"batch_id": 0, **dict.fromkeys(columns)}), schema=dataset.schema)
                 batches_of[file] = set(pc.unique(rows.column("batch_id")).to_pylist())
                 if chosen(fragment.physical_schema, rows):
                     picked.add(file)

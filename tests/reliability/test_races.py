@@ -311,7 +311,8 @@ def test_a_score_unit_planned_before_another_run_scored_conflicts_instead_of_lan
 
     landed = True
     try:
-        flows.score.score_unit.fn(store, model, regrouped, 1, base)
+        table = flows.score.score_unit.fn(store, model, regrouped, datetime.now(UTC), 1, None)
+        flows.score.commit_unit.fn(store, model, regrouped, table, datetime.now(UTC), 1, base)
     except Conflict:
         landed = False
     duplicates = project.scalar("SELECT count(*) - count(DISTINCT record_id) FROM predictions")

@@ -441,6 +441,8 @@ def test_erase_rewrites_whole_files_in_the_tables_types_so_filtered_reads_still_
     assert types() == {"string"}
     assert (lookup("a"), lookup("c"), lookup("d")) == (1, 0, 1)
     assert store.retype("things") == 0
+    assert store.erase("things", "batch_id", ["b2"]) == 1  # a whole batch, as a lost version's rows are withdrawn
+    assert (lookup("a"), lookup("d")) == (1, 0)
 
 
 def test_connect_reads_every_table_and_pins_a_version_per_table(store: Warehouse) -> None:

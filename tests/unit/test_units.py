@@ -74,3 +74,18 @@ def test_file_units_record_the_snapshot_only_with_the_last(store: Warehouse) -> 
     assert sorted(f for u in planned for f in u.files) == sorted(f for f, _ in files)
     empty = units.file_units([], upto=0, scored_at=0, chunk_rows=3)
     assert [(u.files, u.watermark) for u in empty] == [((), 0)], "nothing to score still records the watermark"
+
+
+def test_a_units_batch_id_depends_on_its_ids_in_order_and_not_on_how_they_are_chunked() -> None:
+    """A unit read on a worker comes in other chunks than on the driver: its batch id must not change."""
+    import pyarrow as pa
+
+    from flows.score import ids_digest
+
+    ids = pa.array([f"id-{i}" for i in range(1000)])
+    digest = ids_digest(ids)
+    assert ids_digest(pa.chunked_array([ids.slice(0, 333), ids.slice(333)])) == digest
+    assert ids_digest(ids.slice(0)) == digest and ids_digest(ids.cast(pa.string_view())) == digest
+    assert ids_digest(ids.slice(1)) != digest
+    assert ids_digest(pa.array(["ab", "c"])) != ids_digest(pa.array(["a", "bc"]))  # the boundaries count
+    assert ids_digest(pa.array(["b", "a"])) != ids_digest(pa.array(["a", "b"]))
