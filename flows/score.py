@@ -11,7 +11,6 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
 
 from flows.deployed import add_to_run_name
 from flows.runtime import load_champion, open_store, publish, run_name, settings_from, utc_now
@@ -132,17 +131,16 @@ def commit_unit(
 def score_here(
     store: Warehouse, model: ScoringModel, chunk_rows: int, explainer: Explainer | None
 ) -> tuple[int, int, int]:
-    """The local engine: plan the units and score them in this process, one after another; returns the
+    """The local engine: plan the units and score them one after another in this process; returns the
     rows scored, the units committed and the positives predicted.
 
-    A unit's commit runs on a second thread while the next unit is scored (delta-rs writes, and XGBoost
-    predicts, without holding the GIL: the second core works), and it is awaited before the next commit,
-    which is made from the version it created. So commits stay in order, one at a time.
+    Each unit's commit is made before the next unit is scored. Overlapping them (the commit on a second
+    thread) was measured: two cycles scoring the same records at once then lost every race, because a
+    lost race showed only after the next unit's scoring, which gave the other run time to commit again.
     """
     logger = get_run_logger()
     scored = chunks = positives = 0
     for _ in range(scoring.PLAN_ATTEMPTS):
-        committing: PrefectFuture[tuple[int, int]] | None = None
         try:
             # Each unit is committed from the snapshot the previous one created (the first from the one the
             # plan was read at): a run that scored with this model in between makes the commit conflict.
@@ -151,17 +149,11 @@ def score_here(
                 chunks += 1
                 scored_at = utc_now()
                 table = score_unit(store, model, unit, scored_at, chunks, explainer)
-                if committing is not None:
-                    found, base = committing.result()
-                    positives += found
-                committing = commit_unit.submit(store, model, unit, table, scored_at, chunks, base)
+                found, base = commit_unit(store, model, unit, table, scored_at, chunks, base)
+                positives += found
                 scored += unit.rows.num_rows
-            if committing is not None:
-                positives += committing.result()[0]
             return scored, chunks, positives
         except Conflict:
-            if committing is not None:
-                committing.wait()  # nothing of this plan may still be committing when the next is made
             logger.info("another run scored with %s at the same time; planning again from its watermark", model.version)
     raise RuntimeError(f"scoring with {model.version} lost {scoring.PLAN_ATTEMPTS} races with other runs; run again")
 

@@ -184,44 +184,11 @@ def install_hooks(journal_path: str, kill: str | None, root: Path) -> _Journal:
     return journal
 
 
-class Done:
-    """What `Immediate.submit` returns: the outcome of a call already made, as a Prefect future gives it."""
-
-    def __init__(self, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.value: Any = None
-        self.error: BaseException | None = None
-        try:
-            self.value = call(*args, **kwargs)
-        except Exception as error:  # raised by `result`, as Prefect raises a failed task's exception
-            self.error = error
-
-    def wait(self) -> None:
-        return None
-
-    def result(self) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-class Immediate:
-    """A task without Prefect's engine: a call runs its function; `submit` runs it at once, in this thread."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
-
-    def submit(self, *args: Any, **kwargs: Any) -> Done:
-        return Done(self.fn, args, kwargs)
-
-
 def without_engine(module: ModuleType) -> None:
     """Call the module's tasks directly and log plainly: the flow's body runs without Prefect's engine."""
     for name, value in list(vars(module).items()):
         if isinstance(value, Task):
-            setattr(module, name, Immediate(value.fn))
+            setattr(module, name, value.fn)
     logger = logging.getLogger(f"driver.{module.__name__}")
     if hasattr(module, "get_run_logger"):
         module.get_run_logger = lambda: logger  # type: ignore[attr-defined]
