@@ -99,6 +99,7 @@ def backfill_here(
             return scored, units
         except Conflict:
             logger.info("another run scored with %s at the same time; planning the backfill again", model.version)
+            scoring.wait_until_quiet(store)
     raise RuntimeError(f"the backfill of {model.version} lost {scoring.PLAN_ATTEMPTS} races with other runs; run again")
 
 

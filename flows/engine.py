@@ -206,8 +206,10 @@ def score_on_cluster(
                 break
             except Conflict:
                 logger.info(
-                    "another run scored with %s at the same time; planning again from its watermark", model.version
+                    "another run scored with %s at the same time; planning again from its watermark once it is done",
+                    model.version,
                 )
+                scoring.wait_until_quiet(store)
         else:
             raise RuntimeError(
                 f"scoring with {model.version} lost {scoring.PLAN_ATTEMPTS} races with other runs; run again"

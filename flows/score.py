@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -134,12 +135,12 @@ def score_here(
     """The local engine: plan the units and score them one after another in this process; returns the
     rows scored, the units committed and the positives predicted.
 
-    Each unit's commit is made before the next unit is scored. Overlapping them (the commit on a second
-    thread) was measured: two cycles scoring the same records at once then lost every race, because a
-    lost race showed only after the next unit's scoring, which gave the other run time to commit again.
+    Each unit's commit is made before the next unit is scored. A run that loses a race waits until the
+    winner has stopped committing (`scoring.wait_until_quiet`), then plans what is left.
     """
     logger = get_run_logger()
     scored = chunks = positives = 0
+    slowest = 0.0  # the longest a unit took here: about how often a concurrent run commits
     for _ in range(scoring.PLAN_ATTEMPTS):
         try:
             # Each unit is committed from the snapshot the previous one created (the first from the one the
@@ -147,14 +148,19 @@ def score_here(
             base = store.version("predictions")
             for unit in scoring.pending_units(store, model.version, model.feature_names, chunk_rows):
                 chunks += 1
-                scored_at = utc_now()
+                scored_at, started = utc_now(), time.monotonic()
                 table = score_unit(store, model, unit, scored_at, chunks, explainer)
                 found, base = commit_unit(store, model, unit, table, scored_at, chunks, base)
+                slowest = max(slowest, time.monotonic() - started)
                 positives += found
                 scored += unit.rows.num_rows
             return scored, chunks, positives
         except Conflict:
-            logger.info("another run scored with %s at the same time; planning again from its watermark", model.version)
+            logger.info(
+                "another run scored with %s at the same time; planning again from its watermark once it is done",
+                model.version,
+            )
+            scoring.wait_until_quiet(store, max(scoring.QUIET_SECONDS, 3 * slowest))
     raise RuntimeError(f"scoring with {model.version} lost {scoring.PLAN_ATTEMPTS} races with other runs; run again")
 
 

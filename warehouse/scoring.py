@@ -27,6 +27,7 @@ counts only when its version is the champion (`CURRENT_RULE`).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ from deltalake.exceptions import CommitFailedError
 from warehouse.store import FLOW_DUCKDB_CONFIG, Conflict, Warehouse, batch_id, writer_properties
 
 PLAN_ATTEMPTS = 5
+QUIET_SECONDS = 5.0  # how long `predictions` must see no commit before a run that lost a race plans again
 REBUILD_BATCH_ROWS = 100_000
 NO_COMPLETE_PASS = -1
 CURRENT_APP = "current"  # watermark of `predictions_current`: the `predictions` version it reflects
@@ -76,6 +78,19 @@ def change_feed_after(store: Warehouse, model_version: str) -> int | None:
     watermark = store.watermark("predictions", watermark_app(model_version))
     backfilled = store.watermark("predictions", backfill_app(model_version))
     return watermark if follows_change_feed(watermark, backfilled) else None
+
+
+def wait_until_quiet(store: Warehouse, quiet_seconds: float = QUIET_SECONDS, poll_seconds: float = 0.25) -> None:
+    """Return once `predictions` has seen no commit for `quiet_seconds`: what a run that lost a race does
+    before planning again. Planning at once would score the units the winner is scoring, and lose again
+    every time the winner commits its next unit (two cycles over the same 1M records both gave up after
+    five lost races); the winner commits about once per unit, so a quiet of a few units means it is done."""
+    seen, since = store.version("predictions"), time.monotonic()
+    while time.monotonic() - since < quiet_seconds:
+        time.sleep(poll_seconds)
+        latest = store.version("predictions")
+        if latest != seen:
+            seen, since = latest, time.monotonic()
 
 
 def pending_units(store: Warehouse, model_version: str, features: Sequence[str], chunk_rows: int) -> Iterator[Unit]:
