@@ -80,7 +80,7 @@ def _summary(report: MaintainReport, retention_days: float) -> str:
         "# Maintenance",
         f"Vacuum retention: {retention_days:g} days (time travel and old catalogs reach back this far).",
         "",
-        "| table | files before | files after | compacted | retyped | vacuumed | note |",
+        "| table | files before | files after | compacted | rows retyped | vacuumed | note |",
         "|---|---|---|---|---|---|---|",
     ]
     for t in report.tables:

@@ -538,15 +538,19 @@ class Warehouse:
             base = self.delta(table)
             files = self.files(table, int(base.version()))
             dataset = self.files_dataset(table, files)
-            batches_of: dict[str, set[str]] = {}
-            picked: set[str] = set()
-            for file, fragment in zip(files, dataset.get_fragments(), strict=True):
-                rows = fragment.to_table(columns=list({"batch_id": 0, **dict.fromkeys(columns)}), schema=dataset.schema)
-                batches_of[file] = set(pc.unique(rows.column("batch_id")).to_pylist())
-                if chosen(fragment.physical_schema, rows):
-                    picked.add(file)
+            fragments = list(zip(files, dataset.get_fragments(), strict=True))
+            # First only what `chosen` needs (for `retype`, the footers): most runs pick nothing and stop here.
+            picked = {
+                file
+                for file, fragment in fragments
+                if chosen(fragment.physical_schema, fragment.to_table(columns=columns, schema=dataset.schema))
+            }
             if not picked:
                 return 0, 0
+            batches_of = {
+                file: set(pc.unique(fragment.to_table(columns=["batch_id"]).column("batch_id")).to_pylist())
+                for file, fragment in fragments
+            }
             batches, holding = whole_batches(batches_of, picked)
             rows = self.files_dataset(table, sorted(holding)).to_table()  # unfiltered: any file type reads
             kept = keep(rows)
