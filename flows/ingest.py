@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -20,9 +20,11 @@ from pipeline.validate import (
     UnreadableFile,
     Validated,
     as_text,
+    id_windows,
     read_blocks,
     validate_rows,
 )
+from warehouse.keys import StoredKeys
 from warehouse.layout import FLOW_RUN_ID
 from warehouse.store import COMMIT_ATTEMPTS, CommitError, Conflict, Warehouse, batch_id, repeat
 
@@ -45,12 +47,36 @@ class FileReport:
 EMPTY_FILE = "the file has a header but no rows: nothing was stored; check the export that wrote it"
 
 
-def stored_ids(store: Warehouse, ids: pa.ChunkedArray, version: int) -> set[str]:
-    """Which of `ids` are stored in `records` at `version` (one column read)."""
-    with store.connect(version={"records": version}, tables=["records"]) as con:
-        con.register("incoming_ids", pa.table({"record_id": pc.unique(pc.drop_null(ids))}))
-        rows = con.execute("SELECT DISTINCT record_id FROM records SEMI JOIN incoming_ids USING (record_id)").fetchall()
-    return {row[0] for row in rows}
+# How many ids of a file are looked up in `records` at once, ahead of its blocks: one read of the stored
+# ids per million rows instead of one per block (about 20 MB of ids held).
+ID_WINDOW_ROWS = 1_000_000
+
+
+class IdCheck:
+    """Which ids of a file's blocks `records` holds at a version. For a Parquet file the ids of the coming
+    blocks are looked up a window at a time (`StoredKeys`); other files are looked up block by block."""
+
+    def __init__(self, store: Warehouse, path: Path, id_column: str, block_rows: int) -> None:
+        self.keys = StoredKeys(store, "records")
+        window = max(block_rows, ID_WINDOW_ROWS // block_rows * block_rows)  # whole blocks
+        self.windows = id_windows(path, id_column, window)
+        self.looked_ahead = 0  # the file's rows whose ids the windows read so far
+
+    def stored(self, ids: pa.ChunkedArray, first_row: int, version: int) -> set[str]:
+        """Which of `ids` (the block from file row `first_row` on) are stored at `version`."""
+        last_row = first_row - 1 + len(ids)
+        while self.looked_ahead < last_row:  # the window holding this block (windows of skipped blocks unread)
+            window = next(self.windows, None)
+            if window is None:
+                break
+            start, self.looked_ahead = self.looked_ahead + 1, self.looked_ahead + len(window)
+            if self.looked_ahead >= last_row:
+                self.keys.expect(window, start, version)
+        return self.keys.among(ids, first_row, version)
+
+    def committed(self, good: pa.Table, version: int) -> None:
+        """`good` (a block's stored rows) was committed by this run, creating `version`."""
+        self.keys.committed(good.column("row_number").to_numpy(), version)
 
 
 def _quarantine_table(bad: pd.DataFrame, name: str, now: pd.Timestamp) -> pa.Table:
@@ -66,11 +92,12 @@ def _reasons(bad: pd.DataFrame) -> dict[str, int]:
 
 def _commit_block(
     store: Warehouse, checked: Validated, batch: str, name: str, now: pd.Timestamp, version: int
-) -> Validated:
+) -> tuple[Validated, bool]:
     """The quarantine batch first, the records batch last: the records batch marks the block as done.
 
     The records are merged on their id against `version`, the snapshot their ids were checked against:
     if another writer stored records since, the merge raises `Conflict` and the block is checked again.
+    Returns what was committed, and whether the records batch landed now (False: it was there already).
     """
     day = now.date().isoformat()
     checked, refusals = resume(store, "quarantine", batch, checked)
@@ -79,25 +106,35 @@ def _commit_block(
     records = checked.good.append_column("source_file", repeat(name, checked.good.num_rows, pa.string()))
     records = records.append_column("ingested_at", repeat(now, records.num_rows, pa.timestamp("us", tz="UTC")))
     records = records.append_column(FLOW_RUN_ID, repeat(this_flow_run_id(), records.num_rows, pa.string()))
-    store.commit("records", batch, records, partition=day, read_version=version)
-    return checked
+    landed = store.commit("records", batch, records, partition=day, read_version=version)
+    return checked, landed
 
 
 def _store_block(
-    store: Warehouse, settings: Settings, raw: pa.Table, batch: str, name: str, now: pd.Timestamp, first_row: int
+    store: Warehouse,
+    settings: Settings,
+    raw: pa.Table,
+    batch: str,
+    name: str,
+    now: pd.Timestamp,
+    first_row: int,
+    check: IdCheck,
 ) -> Validated:
     """Validate one block against the records stored now and commit it; again if another writer won."""
     dataset = settings.dataset
     ids = as_text(raw, dataset.id_column) if dataset.id_column in raw.column_names else None
     for _ in range(COMMIT_ATTEMPTS):
         version = store.version("records")
-        stored = stored_ids(store, ids, version) if ids is not None else set()
+        stored = check.stored(ids, first_row, version) if ids is not None else set()
         checked = validate_rows(raw, dataset, stored, first_row=first_row)
         try:
-            return _commit_block(store, checked, batch, name, now, version)
+            checked, landed = _commit_block(store, checked, batch, name, now, version)
         except Conflict:
             continue
-    raise CommitError(f"{name}: records lost {COMMIT_ATTEMPTS} races with other writers; run ingest again")
+        if landed:
+            check.committed(checked.good, store.committed_version("records"))
+        return checked
+    raise CommitError(f"{name}: records lost {COMMIT_ATTEMPTS} races with other writers; run again")
 
 
 @task(cache_policy=NO_CACHE, task_run_name="ingest {entry.path.name}")
@@ -113,13 +150,14 @@ def ingest_file(store: Warehouse, settings: Settings, entry: Entry) -> FileRepor
     report = FileReport(name=path.name, batch=batch_id("ingest", digest))
     now = pd.Timestamp(utc_now())
     first_row, done_before, committed = 1, 0, 0
+    check = IdCheck(store, path, settings.dataset.id_column, settings.scoring.chunk_rows)
     try:
         for number, raw in enumerate(read_blocks(path, settings.scoring.chunk_rows)):
             batch = batch_id("ingest", digest, number)
             if store.has_batch("records", batch):
                 done_before += 1
             else:
-                checked = _store_block(store, settings, raw, batch, path.name, now, first_row)
+                checked = _store_block(store, settings, raw, batch, path.name, now, first_row, check)
                 report.stored += checked.good.num_rows
                 report.quarantined += raw.num_rows - checked.good.num_rows  # now or by a killed earlier run
                 for reason, n in _reasons(checked.bad).items():

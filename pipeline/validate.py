@@ -114,6 +114,25 @@ def _parquet_blocks(handle: BinaryIO, block_rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches([batch]).rename_columns(names)
 
 
+def id_windows(path: Path, id_column: str, window_rows: int) -> Iterator[pa.ChunkedArray]:
+    """The ids of a Parquet file `window_rows` rows at a time, from the id column alone, as `as_text` gives
+    them in the blocks of `read_blocks`: what a writer checks against the stored ids ahead of the blocks.
+    Nothing for other files, or when the ids cannot be read so (the blocks then say what is wrong)."""
+    if path.suffix.lower() != ".parquet":
+        return
+    try:
+        with open_regular(path) as handle:
+            source = pq.ParquetFile(handle)
+            names = [str(n).strip() for n in source.schema_arrow.names]
+            if names.count(id_column) != 1:
+                return
+            column = source.schema_arrow.names[names.index(id_column)]
+            for batch in source.iter_batches(batch_size=window_rows, columns=[column]):
+                yield as_text(pa.table({id_column: batch.column(0)}), id_column)
+    except (UnreadableFile, *_READ_ERRORS):
+        return
+
+
 def _csv_blocks(handle: BinaryIO, block_rows: int) -> Iterator[pa.Table]:
     header = handle.readline()
     if not header.strip():
@@ -316,9 +335,10 @@ def validate_rows(
     problems = Problems(raw, first_row)
     problems.flag_unreadable_lines()
     ids = as_text(raw, dataset.id_column)
+    encoded_ids = pc.dictionary_encode(ids.combine_chunks())  # hashed once: for duplicates and the row hash
     missing_id = _mask(pc.is_null(ids))
     problems.flag(missing_id, dataset.id_column, "required", "the id is missing")
-    repeated = pd.Series(ids.to_numpy(zero_copy_only=False)).duplicated(keep="first").to_numpy() & ~missing_id
+    repeated = repeated_values(encoded_ids) & ~missing_id
     problems.flag(repeated, dataset.id_column, "unique", "the id appears earlier in this file")
     if stored_ids:
         stored = _mask(pc.is_in(ids, value_set=pa.array(list(stored_ids), pa.string())))
@@ -330,7 +350,8 @@ def validate_rows(
     for feature in dataset.features:
         columns[feature.name] = _check_feature(raw, feature, problems)
     columns["row_number"] = pa.array(np.arange(first_row, first_row + raw.num_rows, dtype=np.int64))
-    columns["row_hash"] = pa.array(row_hash(list(columns.values())[:-1]).view(np.int64))  # stored as int64
+    hashed = [encoded_ids, *list(columns.values())[1:-1]]  # every stored value but the row number
+    columns["row_hash"] = pa.array(row_hash(hashed).view(np.int64))  # stored as int64
     keep = pa.array(~problems.any())
     return Validated(good=pa.table(columns).filter(keep), bad=problems.table(ids))
 
@@ -343,6 +364,22 @@ def as_text(raw: pa.Table, name: str) -> pa.ChunkedArray:
     text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
     text = pc.utf8_trim_whitespace(text)
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def repeated_values(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """True where a value appeared in an earlier row (nulls count as repeated; callers mask them).
+
+    Arrow's dictionary encoding numbers values in the order they first appear, so a row holds a value
+    seen before exactly when its index is not above every index before it: one hash pass, no Python
+    objects (pandas' `duplicated` on text made a Python string of every id).
+    """
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    if not len(indices):
+        return np.zeros(0, dtype=bool)
+    highest_before = np.maximum.accumulate(np.concatenate(([-1], indices[:-1])))
+    return np.asarray(indices <= highest_before)
 
 
 def _mask(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -391,8 +428,8 @@ def _check_number(raw: pa.Table, feature: Feature, problems: Problems) -> pa.Chu
     name = feature.name
     column = raw.column(name)
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
-        numbers = pc.cast(column, pa.float64())
-        missing = _mask(pc.or_kleene(pc.is_null(numbers), pc.is_nan(numbers)))
+        values = _floats(pc.cast(column, pa.float64()))
+        missing = np.isnan(values)  # null or NaN
         not_a_number = np.zeros(raw.num_rows, dtype=bool)
     else:
         text = as_text(raw, name)
@@ -400,7 +437,7 @@ def _check_number(raw: pa.Table, feature: Feature, problems: Problems) -> pa.Chu
         missing = _mask(pc.or_kleene(pc.is_null(text), pc.is_in(pc.utf8_lower(text), pa.array(MISSING_TOKENS))))
         numbers = _parse_numbers(pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text))
         not_a_number = ~missing & _mask(pc.is_null(numbers))
-    values = np.asarray(pc.fill_null(numbers, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+        values = _floats(numbers)
     if not feature.nullable:
         problems.flag(missing, name, "required", "a value is required")
     problems.flag(not_a_number, name, "numeric", "not a number")
@@ -411,7 +448,14 @@ def _check_number(raw: pa.Table, feature: Feature, problems: Problems) -> pa.Chu
         if feature.max is not None:
             problems.flag(values > feature.max, name, "max", f"above the maximum {feature.max:g}")
     usable = ~missing & np.isfinite(values)
+    if usable.all():
+        return pa.array(values, pa.float64())
     return pa.array(np.where(usable, values, np.nan), pa.float64(), mask=~usable)
+
+
+def _floats(numbers: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """float64 values as numpy, null as NaN."""
+    return np.asarray(pc.fill_null(numbers, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _parse_numbers(text: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
@@ -425,19 +469,28 @@ def _parse_numbers(text: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
 
 
 def row_hash(columns: list[pa.ChunkedArray | pa.Array]) -> np.ndarray:
-    """A 64-bit hash of each row's stored values: the same row always hashes the same."""
+    """A 64-bit hash of each row's stored values: the same row always hashes the same. A text column may
+    come dictionary-encoded already (its dictionary's values are hashed, as they would be otherwise)."""
     total = np.zeros(len(columns[0]), dtype=np.uint64)
     for column in columns:
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         if pa.types.is_floating(array.type):
             hashed = pd.util.hash_array(pc.fill_null(array, np.nan).to_numpy(zero_copy_only=False))
         else:
-            encoded = pc.dictionary_encode(pc.cast(array, pa.string()))
-            dictionary = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False).astype(object))
-            indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-            hashed = np.where(indices >= 0, dictionary[np.clip(indices, 0, None)] if len(dictionary) else 0, 0)
-        total = total * np.uint64(1_000_003) ^ hashed.astype(np.uint64)
+            hashed = _hash_text(array)
+        total *= np.uint64(1_000_003)  # in place: a block's columns one after another stay in the cache
+        total ^= hashed
     return total
+
+
+def _hash_text(array: pa.Array) -> np.ndarray:
+    """A column's hash as text (`pd.util.hash_array` of its values as strings; null hashes as 0)."""
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(pc.cast(array, pa.string()))
+    # The dictionary's values are distinct: categorizing them first (pandas' default) only costs.
+    dictionary = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False).astype(object), categorize=False)
+    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    hashed = np.where(indices >= 0, dictionary[np.clip(indices, 0, None)] if len(dictionary) else 0, 0)
+    return hashed.astype(np.uint64, copy=False)
 
 
 class Problems:

@@ -304,9 +304,20 @@ def scorehouse_tables(features: Mapping[str, FeatureKind], *, event_time: bool) 
             key=t.key,
             stats_columns=_STATS[t.name],
             optional=OPTIONAL_COLUMNS.get(t.name, ()),
+            dictionary=repeated_text(t.schema, t.key),
         )
         for t in tables
     ]
+
+
+# Text columns whose values hardly ever repeat: written without a dictionary in every table.
+UNIQUE_TEXT = ("record_id", "raw")
+
+
+def repeated_text(schema: pa.Schema, key: str | None) -> tuple[str, ...]:
+    """The text columns of `schema` but its key and `UNIQUE_TEXT`: categories, versions, labels, days, batch
+    and run ids repeat."""
+    return tuple(f.name for f in schema if pa.types.is_string(f.type) and f.name not in (key, *UNIQUE_TEXT))
 
 
 # Which alert a monitoring metric raises (drift | prediction_drift | quality), or NULL for a metric that

@@ -36,7 +36,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from warehouse.store import FLOW_DUCKDB_CONFIG, Conflict, Warehouse, batch_id
+from warehouse.store import FLOW_DUCKDB_CONFIG, Conflict, Warehouse, batch_id, writer_properties
 
 PLAN_ATTEMPTS = 5
 QUIET_SECONDS = 5.0  # how long `predictions` must see no commit before a run that lost a race plans again
@@ -249,6 +249,7 @@ def refresh_current(store: Warehouse, champion: str | None = None) -> int:
                 latest.cast(store.table("predictions_current").schema),
                 mode="append",
                 commit_properties=properties,
+                writer_properties=writer_properties(store.table("predictions_current")),
             )
             return latest.num_rows
         except CommitFailedError:
@@ -294,5 +295,11 @@ def _rebuild_current(store: Warehouse, upto: int, champion: str | None, properti
             REBUILD_BATCH_ROWS
         )
         stream = pa.RecordBatchReader.from_batches(schema, batches(reader))
-        write_deltalake(store.delta("predictions_current"), stream, mode="overwrite", commit_properties=properties)
+        write_deltalake(
+            store.delta("predictions_current"),
+            stream,
+            mode="overwrite",
+            commit_properties=properties,
+            writer_properties=writer_properties(store.table("predictions_current")),
+        )
     return written

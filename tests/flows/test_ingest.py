@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -265,6 +266,56 @@ def test_a_large_file_killed_between_blocks_is_finished_exactly(project: Project
     bad = project.query("SELECT row_number, column_name, rule FROM quarantine ORDER BY row_number")
     assert bad.values.tolist() == [[701, "int_rate", "numeric"], [1101, "loan_id", "unique"]]
     assert not path.exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_ids_stored_before_between_and_within_the_blocks_of_a_file_are_quarantined_in_place(
+    project: Project, suffix: str
+) -> None:
+    """A 1300-row file (blocks of 500) whose ids repeat an earlier file's, its own earlier blocks', and an id
+    another writer stores while the file is ingested (after its first block): each such row is quarantined
+    with its row number, and every other row stored. CSV and Parquet (whose ids are looked up ahead of the
+    blocks) give the same verdicts."""
+    project.drop_csv(synthetic_arrivals(3, "E"), "earlier.csv")
+    ingest(project.config)
+    rows = synthetic_arrivals(1300, "B")
+    rows.loc[40, "loan_id"] = "E0000001"  # stored by the earlier file
+    rows.loc[1100, "loan_id"] = rows.loc[10, "loan_id"]  # stored by this file's first block
+    rows.loc[1200, "loan_id"] = "W0000001"  # stored by another writer after the first block
+    rows.loc[1250, "loan_id"] = rows.loc[600, "loan_id"]  # stored by this file's second block
+    if suffix == ".csv":
+        project.drop_csv(rows, "big.csv")
+    else:
+        project.drop_parquet(typed(rows, project.settings), "big.parquet")
+    real_commit = Warehouse.commit
+
+    def another_writer_after_block_1(self: Warehouse, table: str, batch: str, *args: object, **kwargs: object) -> bool:
+        landed = real_commit(self, table, batch, *args, **kwargs)  # type: ignore[arg-type]
+        if table == "records" and not self.has_batch("records", "another writer"):
+            row = self.dataset("records").to_table().slice(0, 1)
+            row = row.set_column(0, "record_id", pa.array(["W0000001"]))
+            real_commit(
+                self, "records", "another writer", row, partition="2026-11-29", read_version=self.version("records")
+            )
+        return landed
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(Warehouse, "commit", another_writer_after_block_1)
+    try:
+        (report,) = ingest(project.config)
+    finally:
+        monkeypatch.undo()
+
+    assert (report.rows_in, report.stored, report.quarantined) == (1300, 1296, 4)
+    assert project.scalar("SELECT count(*) - count(DISTINCT record_id) FROM records") == 0
+    bad = project.query("SELECT row_number, column_name, rule, reason FROM quarantine ORDER BY row_number")
+    assert bad[["row_number", "column_name", "rule"]].values.tolist() == [
+        [41, "loan_id", "unique"],
+        [1101, "loan_id", "unique"],
+        [1201, "loan_id", "unique"],
+        [1251, "loan_id", "unique"],
+    ]
+    assert all("already stored" in reason for reason in bad["reason"])
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
