@@ -119,20 +119,27 @@ def _store_block(
     now: pd.Timestamp,
     first_row: int,
     check: IdCheck,
-) -> Validated:
-    """Validate one block against the records stored now and commit it; again if another writer won."""
+) -> Validated | None:
+    """Validate one block against the records stored now and commit it; again if another writer won.
+
+    None: another run committed this block (the same file ingested at the same time) since it was looked up.
+    Its ids are then in the snapshot, and checked against it every row would look like a duplicate.
+    """
     dataset = settings.dataset
     ids = as_text(raw, dataset.id_column) if dataset.id_column in raw.column_names else None
     for _ in range(COMMIT_ATTEMPTS):
         version = store.version("records")
+        if store.has_batch("records", batch):  # looked up at or after `version`: not in it when absent now
+            return None
         stored = check.stored(ids, first_row, version) if ids is not None else set()
         checked = validate_rows(raw, dataset, stored, first_row=first_row)
         try:
             checked, landed = _commit_block(store, checked, batch, name, now, version)
         except Conflict:
             continue
-        if landed:
-            check.committed(checked.good, store.committed_version("records"))
+        if not landed:
+            return None
+        check.committed(checked.good, store.committed_version("records"))
         return checked
     raise CommitError(f"{name}: records lost {COMMIT_ATTEMPTS} races with other writers; run again")
 
@@ -154,10 +161,10 @@ def ingest_file(store: Warehouse, settings: Settings, entry: Entry) -> FileRepor
     try:
         for number, raw in enumerate(read_blocks(path, settings.scoring.chunk_rows)):
             batch = batch_id("ingest", digest, number)
-            if store.has_batch("records", batch):
+            checked = _store_block(store, settings, raw, batch, path.name, now, first_row, check)
+            if checked is None:
                 done_before += 1
             else:
-                checked = _store_block(store, settings, raw, batch, path.name, now, first_row, check)
                 report.stored += checked.good.num_rows
                 report.quarantined += raw.num_rows - checked.good.num_rows  # now or by a killed earlier run
                 for reason, n in _reasons(checked.bad).items():

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.ingest import ingest
+from tests.conftest import repo_config_document, write_toml
 from tests.flows.conftest import Project, arrivals, make_project, synthetic_arrivals, typed
 from warehouse.store import Warehouse
 
@@ -266,6 +267,57 @@ def test_a_large_file_killed_between_blocks_is_finished_exactly(project: Project
     bad = project.query("SELECT row_number, column_name, rule FROM quarantine ORDER BY row_number")
     assert bad.values.tolist() == [[701, "int_rate", "numeric"], [1101, "loan_id", "unique"]]
     assert not path.exists()
+
+
+@pytest.mark.parametrize("lands", ["before the block's snapshot is read", "while the block is validated"])
+def test_a_block_another_run_commits_meanwhile_is_left_to_it(
+    project: Project, lands: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same file in two incoming folders of one warehouse. While this run is at its first block, the other
+    run ingests the whole file: its rows must not come back here as duplicates of themselves."""
+    import flows.ingest
+
+    rows = synthetic_arrivals(1300, "R")
+    rows.loc[700, "int_rate"] = "abc"
+    other = write_toml(
+        project.folder / "other.toml", {**repo_config_document(chunk_rows=500), "paths": {"incoming": "data/in-2"}}
+    )
+    (project.folder / "data" / "in-2").mkdir(parents=True)
+    rows.to_csv(project.folder / "data" / "in-2" / "r.csv", index=False)
+    project.drop_csv(rows, "r.csv")
+    state = {"other ran": False}
+
+    def other_run_first() -> None:
+        if not state["other ran"]:
+            state["other ran"] = True
+            ingest(str(other))
+
+    if lands.startswith("before"):
+        real_version = Warehouse.version
+
+        def version(self: Warehouse, name: str) -> int:
+            other_run_first()
+            return real_version(self, name)
+
+        monkeypatch.setattr(Warehouse, "version", version)
+    else:
+        real_validate = flows.ingest.validate_rows
+
+        def validate(*args: object, **kwargs: object) -> object:
+            checked = real_validate(*args, **kwargs)  # type: ignore[arg-type]
+            other_run_first()
+            return checked
+
+        monkeypatch.setattr(flows.ingest, "validate_rows", validate)
+
+    (report,) = ingest(project.config)
+
+    assert state["other ran"]
+    assert (report.stored, report.quarantined) == (0, 0), "every block was the other run's"
+    assert report.skipped
+    counts = project.counts()
+    assert (counts["records"], counts["quarantine"]) == (1299, 1)
+    assert project.scalar("SELECT rule FROM quarantine") == "numeric"
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
