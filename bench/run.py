@@ -194,6 +194,7 @@ def main() -> None:
         "two_writers_over_one": ingest_score_s / pair["seconds"],
         "two_writers_duplicates": pair["duplicates"],
         "two_writers_lost": pair["lost"],
+        "two_writers_quarantined": pair["quarantined"],
         **on_dask,
     }
     save(results)
@@ -211,8 +212,8 @@ def save(results: dict[str, Any]) -> None:
 def two_writers(source: Path, config: Path) -> dict[str, float]:
     """Two whole cycles (ingest + score) started at once on one project with two files: the rows of `source`
     split in halves with distinct ids. Each process takes what the other has not, and the log settles every
-    race; returns the slower process's seconds and what a reader finds duplicated, or neither stored nor
-    quarantined, afterwards."""
+    race; returns the slower process's seconds and what a reader finds duplicated, neither stored nor
+    quarantined, or quarantined (the rows are all valid and distinct: a race must not refuse one), afterwards."""
     import pyarrow.parquet as pq
 
     rows = pq.read_table(source)
@@ -236,11 +237,13 @@ def two_writers(source: Path, config: Path) -> dict[str, float]:
         stored = con.execute("SELECT count(*) - count(DISTINCT record_id) FROM predictions").fetchone()
         missing = con.execute("SELECT count(*) FROM records r ANTI JOIN predictions p USING (record_id)").fetchone()
         records = con.execute("SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM quarantine)").fetchone()
-    assert stored is not None and missing is not None and records is not None
+        refused = con.execute("SELECT count(*) FROM quarantine").fetchone()
+    assert stored is not None and missing is not None and records is not None and refused is not None
     return {
         "seconds": max(seconds),
         "duplicates": float(stored[0]),
         "lost": float(missing[0] + rows.num_rows - records[0]),
+        "quarantined": float(refused[0]),
     }
 
 
@@ -281,7 +284,8 @@ def print_table(r: dict[str, float]) -> None:
             "two cycles at once",
             f"{r['two_writers_s']:.1f} s",
             f"x{r['two_writers_over_one']:.2f} of one cycle on the same rows; "
-            f"{r['two_writers_duplicates']:.0f} duplicated, {r['two_writers_lost']:.0f} lost",
+            f"{r['two_writers_duplicates']:.0f} duplicated, {r['two_writers_lost']:.0f} lost, "
+            f"{r['two_writers_quarantined']:.0f} quarantined",
         )
     )
     for name, value, note in rows:
