@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -86,7 +87,9 @@ class Explanations:
     contributions: np.ndarray  # (rows, features) float64, margin units, in `feature_names` order
     reason_features: np.ndarray  # (rows, top_k) int32 index into `feature_names`; -1 for an empty slot
     reason_contributions: np.ndarray  # (rows, top_k) float64; NaN for an empty slot
-    reason_values: np.ndarray  # (rows, top_k) object: the record's value as text; None if missing or empty
+    # The record's value (as text; null when missing) of each filled slot, rows in order, slots left to right:
+    # Arrow, not Python strings (building a million Python strings cost as much as the contributions).
+    reason_values: pa.StringArray
 
     def __len__(self) -> int:
         return int(self.contributions.shape[0])
@@ -97,9 +100,12 @@ class Explanations:
 
     def reasons(self, row: int) -> list[Reason]:
         """Row `row`'s reason codes, largest contribution first."""
+        first = int((self.reason_features[:row] >= 0).sum())
         return [
             Reason(
-                self.feature_names[index], float(self.reason_contributions[row, slot]), self.reason_values[row, slot]
+                self.feature_names[index],
+                float(self.reason_contributions[row, slot]),
+                self.reason_values[first + slot].as_py(),
             )
             for slot, index in enumerate(self.reason_features[row])
             if index >= 0
@@ -227,7 +233,7 @@ def _no_rows(model: ScoringModel, top_k: int, approximate: bool) -> Explanations
         contributions=np.zeros((0, count)),
         reason_features=np.zeros((0, top_k), dtype=np.int32),
         reason_contributions=np.zeros((0, top_k)),
-        reason_values=np.zeros((0, top_k), dtype=object),
+        reason_values=pa.array([], pa.string()),
     )
 
 
@@ -360,14 +366,22 @@ def _top_reasons(contributions: np.ndarray, top_k: int) -> tuple[np.ndarray, np.
     return features, values
 
 
-def _reason_values(features: pd.DataFrame, reason_features: np.ndarray) -> np.ndarray:
-    """The record's value of each reason's feature as text (the shortest text that reads back the same)."""
-    values = np.full(reason_features.shape, None, dtype=object)
-    for index in np.unique(reason_features[reason_features >= 0]):
-        rows, slots = np.nonzero(reason_features == index)
-        column = pa.array(features.iloc[:, int(index)], from_pandas=True).take(pa.array(rows))
-        values[rows, slots] = pc.cast(column, pa.string()).to_numpy(zero_copy_only=False)
-    return values
+def _reason_values(features: pd.DataFrame, reason_features: np.ndarray) -> pa.StringArray:
+    """The record's value of each filled reason slot as text (the shortest text that reads back the same),
+    slots in row-major order: each feature's values are cast in one go, then put back in slot order."""
+    rows, slots = np.nonzero(reason_features >= 0)
+    indices = reason_features[rows, slots]
+    order = np.argsort(indices, kind="stable")  # the slots grouped by feature
+    starts = np.searchsorted(indices[order], np.arange(features.shape[1] + 1))
+    pieces = [
+        pc.cast(pa.array(features.iloc[:, index], from_pandas=True).take(rows[order[start:end]]), pa.string())
+        for index, (start, end) in enumerate(pairwise(starts))
+        if end > start
+    ]
+    grouped = pa.concat_arrays(pieces) if pieces else pa.array([], pa.string())
+    back = np.empty_like(order)
+    back[order] = np.arange(order.size)
+    return grouped.take(back)
 
 
 # ------------------------------------------------------------------------------------------ outputs
@@ -384,7 +398,7 @@ def to_arrow(explanations: Explanations) -> dict[str, pa.Array]:
         [
             names,
             pa.array(explanations.reason_contributions[filled], pa.float64()),
-            pa.array(explanations.reason_values[filled], pa.string()),
+            explanations.reason_values,
         ],
         fields=list(REASON_TYPE),
     )
