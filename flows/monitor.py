@@ -103,9 +103,13 @@ def load_window(store: Warehouse, settings: Settings, version: str, days: int, a
         start, end = window_bounds(row[0], days)
         frame = con.execute(
             f"""
-            WITH scored AS (
-                SELECT * FROM predictions WHERE model_version = $version
+            WITH latest AS (  -- chosen on keys, then the rows fetched: a window over whole rows costs twice
+                SELECT record_id, batch_id FROM predictions WHERE model_version = $version
                 QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY scored_at DESC) = 1
+            ),
+            scored AS (
+                SELECT record_id, embedding, score, contributions, reasons FROM predictions
+                SEMI JOIN latest USING (record_id, batch_id) WHERE model_version = $version
             ),
             window_rows AS (
                 SELECT r.record_id, {_quoted(dataset.feature_names)}, p.embedding, p.score,
