@@ -40,6 +40,7 @@ from warehouse.store import FLOW_DUCKDB_CONFIG, Conflict, Warehouse, batch_id, w
 
 PLAN_ATTEMPTS = 5
 QUIET_SECONDS = 5.0  # how long `predictions` must see no commit before a run that lost a race plans again
+LONGEST_WAIT = 600.0  # seconds a run that lost a race waits for that quiet at most, then plans anyway
 REBUILD_BATCH_ROWS = 100_000
 NO_COMPLETE_PASS = -1
 CURRENT_APP = "current"  # watermark of `predictions_current`: the `predictions` version it reflects
@@ -80,13 +81,17 @@ def change_feed_after(store: Warehouse, model_version: str) -> int | None:
     return watermark if follows_change_feed(watermark, backfilled) else None
 
 
-def wait_until_quiet(store: Warehouse, quiet_seconds: float = QUIET_SECONDS, poll_seconds: float = 0.25) -> None:
+def wait_until_quiet(
+    store: Warehouse, quiet_seconds: float = QUIET_SECONDS, poll_seconds: float = 0.25, longest: float = LONGEST_WAIT
+) -> None:
     """Return once `predictions` has seen no commit for `quiet_seconds`: what a run that lost a race does
     before planning again. Planning at once would score the units the winner is scoring, and lose again
     every time the winner commits its next unit (two cycles over the same 1M records both gave up after
-    five lost races); the winner commits about once per unit, so a quiet of a few units means it is done."""
+    five lost races); the winner commits about once per unit, so a quiet of a few units means it is done.
+    It never waits longer than `longest` seconds: a long backfill of another version commits without pause."""
     seen, since = store.version("predictions"), time.monotonic()
-    while time.monotonic() - since < quiet_seconds:
+    deadline = since + longest
+    while time.monotonic() - since < quiet_seconds and time.monotonic() < deadline:
         time.sleep(poll_seconds)
         latest = store.version("predictions")
         if latest != seen:

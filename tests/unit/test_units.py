@@ -89,3 +89,28 @@ def test_a_units_batch_id_depends_on_its_ids_in_order_and_not_on_how_they_are_ch
     assert ids_digest(ids.slice(1)) != digest
     assert ids_digest(pa.array(["ab", "c"])) != ids_digest(pa.array(["a", "bc"]))  # the boundaries count
     assert ids_digest(pa.array(["b", "a"])) != ids_digest(pa.array(["a", "b"]))
+
+
+class _Committing:
+    """A log whose `predictions` gets a commit at every look, or never (`busy` False)."""
+
+    def __init__(self, busy: bool) -> None:
+        self.busy, self.looks = busy, 0
+
+    def version(self, table: str) -> int:
+        self.looks += 1
+        return self.looks if self.busy else 0
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_run_that_lost_a_race_waits_for_a_quiet_log_but_never_longer_than_its_limit(busy: bool) -> None:
+    import time
+
+    from warehouse.scoring import wait_until_quiet
+
+    log = _Committing(busy)
+    started = time.monotonic()
+    wait_until_quiet(log, quiet_seconds=0.3 if not busy else 60, poll_seconds=0.01, longest=0.5)  # type: ignore[arg-type]
+    waited = time.monotonic() - started
+    assert (0.3 <= waited < 5) if not busy else (0.5 <= waited < 5), waited
+    assert log.looks > 10  # it kept looking at the log
