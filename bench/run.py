@@ -66,6 +66,30 @@ def drop_file(source: Path, config: Path) -> None:
 
 
 EXPLAIN_OFF = {"SCOREHOUSE_EXPLAIN__ENABLED": "false"}
+LABELLED = 200_000  # labels in the monitored 1M-row window
+
+
+def drop_labels(config: Path, rows: int) -> None:
+    """A label file for `rows` scored records, each label drawn with its score as the probability of the
+    positive class (a model as good as it claims), labelled an hour ago."""
+    from flows.runtime import open_store
+
+    settings = load_settings(config)
+    with open_store(settings).connect() as con:
+        scored = con.execute(
+            "SELECT record_id, score FROM predictions_current ORDER BY record_id LIMIT $rows", {"rows": rows}
+        ).df()
+    negative, positive = settings.dataset.classes
+    drawn = np.random.default_rng(0).uniform(size=len(scored)) < scored["score"].to_numpy()
+    labels = pd.DataFrame(
+        {
+            settings.dataset.id_column: scored["record_id"],
+            "label": np.where(drawn, positive, negative),
+            "labelled_at": (pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+    settings.feedback_dir.mkdir(parents=True, exist_ok=True)
+    labels.to_csv(settings.feedback_dir / "labels.csv", index=False)
 
 
 def rescore(config: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -139,8 +163,9 @@ def main() -> None:
     score_small = rescore(small, EXPLAIN_OFF)  # the comparison with the bare chain: scoring alone
     explained = explain_over_plain(small)
     # the last round was with explanations: monitoring below reads explained predictions, as in production
-    say("monitor on the whole window ...")
-    monitor_small = step("monitor", small)
+    say(f"monitor on the whole window, {LABELLED:,} of its rows labelled ...")
+    drop_labels(small, LABELLED)
+    monitor_small = step("feedback+monitor", small)
     say("score flow on a 2-worker Dask LocalCluster, and the bare Dask chain ...")
     on_dask = dask_bench.measure(small, step, rows, score_small["seconds"]["score"])
 
@@ -187,6 +212,7 @@ def main() -> None:
         "rss_10m_mb": score_big["rss_mb"],
         "rss_10m_over_1m": score_big["rss_mb"] / explained["rss_explained_mb"],
         "monitor_1m_s": monitor_small["seconds"]["monitor"],
+        "monitor_1m_labels": LABELLED,
         "monitor_1m_rss_mb": monitor_small["rss_mb"],
         "dashboard_landing_s": dashboard["landing_s"],
         "dashboard_filtered_s": dashboard["filtered_s"],

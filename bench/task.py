@@ -16,13 +16,20 @@ from flows import _environment
 
 _environment.apply_defaults()  # Prefect defaults before Prefect is imported
 
+from flows.feedback import collect_feedback  # noqa: E402
 from flows.ingest import ingest  # noqa: E402
 from flows.monitor import monitor  # noqa: E402
 from flows.runtime import without_heartbeats  # noqa: E402
 from flows.score import score  # noqa: E402
 from flows.train import train  # noqa: E402
 
-STEPS: dict[str, Callable[[str], Any]] = {"train": train, "ingest": ingest, "score": score, "monitor": monitor}
+STEPS: dict[str, Callable[[str], Any]] = {
+    "train": train,
+    "ingest": ingest,
+    "score": score,
+    "feedback": collect_feedback,
+    "monitor": monitor,
+}
 
 
 def main() -> None:

@@ -65,7 +65,8 @@ def prune_leftovers(settings: Settings) -> dict[str, int]:
 
 
 def _prune_reports(folder: Path, older_than_days: float, now: float) -> int:
-    """HTML reports older than the retention (the Evidently workspace keeps its own snapshots)."""
+    """HTML reports older than the retention (the Evidently workspace keeps the latest
+    `maintenance.workspace_reports` reports' snapshots: `monitor` prunes it as it adds to it)."""
     if not folder.is_dir():
         return 0
     cutoff = now - older_than_days * 86400

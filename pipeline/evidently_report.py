@@ -12,8 +12,10 @@ Evidently is imported lazily (about 6 s) with DO_NOT_TRACK set, so it never send
 from __future__ import annotations
 
 import html
+import importlib
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +58,22 @@ def _evidently() -> Any:
     import evidently
 
     return evidently
+
+
+def import_in_background() -> threading.Thread:
+    """Start importing what a report and its snapshots need (about 6 s of Python on this machine) on a thread,
+    so that the caller reads its data meanwhile: DuckDB and Arrow read outside the GIL. A later import of the
+    same modules waits for this one (Python's import lock), so nothing needs to join it."""
+
+    def load() -> None:
+        _evidently()
+        importlib.import_module("evidently.presets")
+        importlib.import_module("evidently.metrics")
+        importlib.import_module("evidently.ui.workspace")
+
+    thread = threading.Thread(target=load, name="import-evidently", daemon=True)
+    thread.start()
+    return thread
 
 
 def drift_report(

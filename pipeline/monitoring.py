@@ -57,6 +57,7 @@ __all__ = [
     "exclude_trained",
     "expected_roc_auc",
     "monitor_window",
+    "sample_positions",
     "save_report",
 ]
 
@@ -167,11 +168,15 @@ def monitor_window(
     seed: int = 0,
     report: bool = True,
     stamp: Stamp | None = None,
+    drift_sample: pd.DataFrame | None = None,
 ) -> MonitorResult:
     """Drift, realised and estimated quality of `current` against `reference`, and the alerts they raise.
 
     `threshold`: the model's decision threshold (positive when score >= threshold). `report=False`
     skips Evidently (no HTML, no snapshots): the numbers and verdicts are the same.
+    `drift_sample`: the rows of `current` at `sample_positions(len(current), max_rows, seed)`, with their
+    features, when `current` holds only ids, scores and targets (a large window is loaded that way);
+    drawn from `current` when None.
     Raises ValueError when either frame has no rows.
     """
     if current.empty:
@@ -185,6 +190,10 @@ def monitor_window(
     # Drift is measured on at most `max_rows` rows of each side (seeded, from the fixed order): the tests
     # keep their level at any size, and sorting every column of a 1M-row window cost 40 s.
     window, ref = _sample(current, max_rows, seed), _sample(reference, max_rows, seed)
+    if drift_sample is not None:
+        if len(drift_sample) != len(window):
+            raise ValueError(f"the drift sample has {len(drift_sample):,} rows, not the {len(window):,} drawn")
+        window = in_fixed_order(drift_sample)
     sampled = len(window) < len(current) or len(ref) < len(reference)
     note = (
         f" Drift measured on a seeded sample (seed {seed}) of {len(window):,} of the window's {len(current):,} rows "
@@ -379,12 +388,19 @@ def _firing(metrics: list[MetricValue], quality: QualityTest) -> dict[str, str]:
     return firing
 
 
+def sample_positions(rows: int, max_rows: int, seed: int) -> np.ndarray:
+    """The positions, ascending, of the seeded drift sample of `rows` rows in fixed order: every row when
+    there are at most `max_rows`."""
+    if rows <= max_rows:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
+
+
 def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
     """At most `max_rows` rows of a frame already in fixed order, drawn with `seed`."""
     if len(frame) <= max_rows:
         return frame
-    pick = np.sort(np.random.default_rng(seed).choice(len(frame), size=max_rows, replace=False))
-    return frame.iloc[pick]
+    return frame.iloc[sample_positions(len(frame), max_rows, seed)]
 
 
 def _with_report(

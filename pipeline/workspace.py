@@ -39,17 +39,28 @@ def project_id(name: str) -> str:
 
 
 def publish(
-    workspace: Path, project: str, snapshots: Mapping[str, Any], description: str | None = None
+    workspace: Path,
+    project: str,
+    snapshots: Mapping[str, Any],
+    description: str | None = None,
+    keep_reports: int | None = None,
 ) -> list[Published]:
     """Add each Evidently snapshot (`Report.run(...)` result) to `project` in the workspace folder,
-    under its key as name; the folder and the project are created when missing."""
+    under its key as name; the folder and the project are created when missing.
+
+    With `keep_reports`, the project keeps the snapshots of that many reports (this one included, a report
+    being these `snapshots`): the oldest are deleted before the workspace is opened, because opening it
+    parses every snapshot of every project (0.1 s apiece for a 20,000-row drift report: a day of the
+    15-minute schedule made each monitor run 30 s longer, and it grew without end)."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     from evidently.sdk.models import ProjectModel
     from evidently.ui.workspace import Workspace
 
     workspace.mkdir(parents=True, exist_ok=True)
-    ws = Workspace(str(workspace))
     pid = project_id(project)
+    if keep_reports is not None:
+        keep_newest(workspace / pid / "snapshots", (keep_reports - 1) * len(snapshots))
+    ws = Workspace(str(workspace))
     if ws.get_project(pid) is None:
         ws.add_project(ProjectModel(id=uuid.UUID(pid), name=project, description=description))
     add_dashboard(ws, pid)
@@ -58,6 +69,18 @@ def publish(
         ref = ws.add_run(pid, snapshot, include_data=False, name=name)
         published.append(Published(name=name, project_id=pid, snapshot_id=str(ref.id)))
     return published
+
+
+def keep_newest(folder: Path, keep: int) -> int:
+    """Delete all but the `keep` newest snapshot files in a project's snapshot folder, as Evidently's own
+    `delete_run` does on disk (its local storage is a file per snapshot); returns how many went."""
+    if not folder.is_dir():
+        return 0
+    files = sorted(folder.glob("*.json"), key=lambda path: (path.stat().st_mtime_ns, path.name))
+    old = files[: max(len(files) - keep, 0)]
+    for path in old:
+        path.unlink(missing_ok=True)  # a monitor run at the same time may have deleted it already
+    return len(old)
 
 
 # The dashboard's panels: (title, description, [(metric, labels, legend)]). The numbers come from the

@@ -39,3 +39,22 @@ def test_the_same_drivers_move_nothing_and_a_reference_without_contributions_say
 
 def test_a_window_without_explanations_adds_no_rows() -> None:
     assert explanation_metrics(FEATURES, [None, None], [None, None], [[1.0, 1.0, 1.0]]) == []
+
+
+def test_contributions_read_as_a_matrix_of_the_explained_rows_give_the_same_metrics() -> None:
+    """The monitor reads the window's contributions from Arrow as one float32 matrix of the rows that have
+    them (flows.monitor.contribution_matrix); the metrics equal those of the per-row lists, bit for bit."""
+    import pyarrow as pa
+
+    from flows.monitor import contribution_matrix
+
+    rng = np.random.default_rng(5)
+    rows = [list(rng.normal(size=3).astype(np.float32)) for _ in range(200)]
+    stored = pa.chunked_array([pa.array([*rows[:100], None], pa.list_(pa.float32())), pa.array(rows[100:])])
+    matrix = contribution_matrix(stored, len(FEATURES))
+    assert matrix.shape == (200, 3) and matrix.dtype == np.float32
+    reasons = [FEATURES[i % 3] for i in range(200)]
+    reference = [[1.0, 2.0, 3.0]]
+    from_lists = explanation_metrics(FEATURES, [np.asarray(r) for r in rows], reasons, reference)
+    assert explanation_metrics(FEATURES, matrix, reasons, reference) == from_lists
+    assert explanation_metrics(FEATURES, matrix[:0], [], reference) == []

@@ -31,6 +31,7 @@ from pipeline.monitoring import (
     exclude_trained,
     expected_roc_auc,
     monitor_window,
+    sample_positions,
     save_report,
 )
 
@@ -236,6 +237,51 @@ def test_a_large_window_is_sampled_for_drift_and_every_drift_number_says_so(refe
     )
 
 
+def test_a_window_given_as_scores_and_labels_plus_its_drift_sample_gives_the_same_numbers(
+    reference: pd.DataFrame,
+) -> None:
+    """The flow reads features only for the drift sample: ids, scores and labels of every row, plus the
+    sampled rows whole. Every number is the one the whole frame gives."""
+    current = make_frame(seed=14, rows=2500, shift=0.3, labelled_share=0.5)
+    whole = monitor(reference, current, max_rows=1200)
+    drift_sample = current.iloc[sample_positions(len(current), 1200, seed=0)]
+    narrow = monitor_window(
+        reference,
+        current[["record_id", "score", "target"]],
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        embedding=EMBEDDING,
+        threshold=THRESHOLD,
+        rules=RULES,
+        max_rows=1200,
+        report=False,
+        drift_sample=drift_sample,
+    )
+    assert [(m.metric, m.column, m.value, m.p_value, m.detail) for m in narrow.metrics] == [
+        (m.metric, m.column, m.value, m.p_value, m.detail) for m in whole.metrics
+    ]
+    with pytest.raises(ValueError, match="drift sample has 1,199 rows, not the 1,200 drawn"):
+        monitor_window(
+            reference,
+            current[["record_id", "score", "target"]],
+            numeric=NUMERIC,
+            categorical=CATEGORICAL,
+            embedding=EMBEDDING,
+            threshold=THRESHOLD,
+            max_rows=1200,
+            report=False,
+            drift_sample=drift_sample.iloc[1:],
+        )
+
+
+def test_sample_positions_are_every_row_of_a_small_window_and_a_seeded_sorted_draw_of_a_large_one() -> None:
+    assert list(sample_positions(5, 10, seed=0)) == [0, 1, 2, 3, 4]
+    drawn = sample_positions(1000, 100, seed=3)
+    assert len(set(drawn)) == 100 and list(drawn) == sorted(drawn) and drawn.max() < 1000
+    assert list(drawn) == list(sample_positions(1000, 100, seed=3))
+    assert list(drawn) != list(sample_positions(1000, 100, seed=4))
+
+
 def test_window_without_labels_gives_nan_quality_and_too_few_labels(reference: pd.DataFrame) -> None:
     result = monitor(reference, make_frame(seed=13, rows=500, labelled_share=0.0))
     for name in QUALITY_METRICS:
@@ -299,3 +345,20 @@ def test_the_evidently_project_gets_its_dashboard_and_snapshots_their_version_an
         r["metric_value_location"]["metric"]["params"]["column"] for s in stored for r in s["metric_results"].values()
     }
     assert columns == {"drift_share_features", "prediction_drift"}  # the undefined ROC AUC is left out
+
+
+def test_the_evidently_workspace_keeps_the_latest_reports_only(tmp_path: Path) -> None:
+    """Opening a workspace parses every snapshot in it: the monitor keeps the newest `keep_reports`."""
+    from datetime import UTC, datetime
+
+    from pipeline.evidently_report import Stamp, numbers_report
+    from pipeline.workspace import publish
+
+    stamp = Stamp(when=datetime(2026, 1, 3, 6, tzinfo=UTC))
+    numbers = numbers_report({"drift_share_features": 0.5}, stamp)
+    workspace = tmp_path / "evidently"
+    published = [
+        publish(workspace, "p", {f"r{i} numbers": numbers, f"r{i} more": numbers}, keep_reports=2) for i in range(4)
+    ]
+    kept = {p.stem for p in workspace.glob("*/snapshots/*.json")}
+    assert kept == {s.snapshot_id for report in published[-2:] for s in report}
