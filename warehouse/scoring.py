@@ -42,6 +42,7 @@ PLAN_ATTEMPTS = 5
 QUIET_SECONDS = 5.0  # how long `predictions` must see no commit before a run that lost a race plans again
 LONGEST_WAIT = 600.0  # seconds a run that lost a race waits for that quiet at most, then plans anyway
 REBUILD_BATCH_ROWS = 100_000
+REBUILD_FILE_ROWS = 1_000_000  # rows per file of a rebuilt `predictions_current`
 NO_COMPLETE_PASS = -1
 CURRENT_APP = "current"  # watermark of `predictions_current`: the `predictions` version it reflects
 CURRENT_CHAMPION_APP = "current/champion"  # the champion `predictions_current` was built for (`champion_mark`)
@@ -290,8 +291,9 @@ def _any_current(store: Warehouse, version: int, ids: pa.ChunkedArray) -> bool:
 
 
 def _rebuild_current(store: Warehouse, upto: int, champion: str | None, properties: CommitProperties) -> int:
-    """Write `predictions_current` again from the whole of `predictions`, streamed: memory stays bounded by
-    a batch in Python and by DuckDB's limit in the query, whatever the table's size."""
+    """Write `predictions_current` again from the whole of `predictions`, streamed into files of
+    `REBUILD_FILE_ROWS` rows that replace the table's in one commit: memory stays bounded by a batch in
+    Python and by DuckDB's limit in the query, whatever the table's size."""
     schema = store.table("predictions_current").schema
     written = 0
 
@@ -301,16 +303,12 @@ def _rebuild_current(store: Warehouse, upto: int, champion: str | None, properti
             written += batch.num_rows
             yield batch.cast(schema)
 
+    read = store.version("predictions_current")  # a refresh that commits meanwhile makes this one start again
     with store.connect(version={"predictions": upto}, tables=["predictions"]) as con:
         reader = con.sql(CURRENT_RULE.format(rows="predictions"), params={"champion": champion}).to_arrow_reader(
             REBUILD_BATCH_ROWS
         )
-        stream = pa.RecordBatchReader.from_batches(schema, batches(reader))
-        write_deltalake(
-            store.delta("predictions_current"),
-            stream,
-            mode="overwrite",
-            commit_properties=properties,
-            writer_properties=writer_properties(store.table("predictions_current")),
-        )
+        prefix = batch_id("current", upto, champion_mark(champion))
+        actions = store.stream_files("predictions_current", batches(reader), prefix=prefix, file_rows=REBUILD_FILE_ROWS)
+    store.replace_files("predictions_current", actions, properties, read_version=read)
     return written

@@ -7,6 +7,7 @@ barrier, round after round: each round both try the same thing at the same momen
 from __future__ import annotations
 
 import errno
+import json
 import multiprocessing
 import traceback
 from collections.abc import Iterator
@@ -567,3 +568,53 @@ def test_optional_columns_left_out_of_a_commit_are_stored_as_nulls_and_others_ar
     ]
     with pytest.raises(CommitError, match=r"lacks columns \['colour'\]"):
         store.commit("things", "b2", rows(["b"]).drop_columns(["colour"]), partition="2026-11-21")
+
+
+def test_a_stream_written_as_files_replaces_the_table_in_one_commit_with_its_rows_as_given(store: Warehouse) -> None:
+    """How `predictions_current` is rebuilt: a stream of rows (batch ids and days kept as they are, unlike a
+    batch's commit) written as files of bounded size, then made the whole table in one commit."""
+    from deltalake import CommitProperties
+
+    store.commit("things", "old", rows(["gone-1", "gone-2"]), partition="2026-11-20")
+    kept = [
+        rows([f"r{i}-{j}" for j in range(3)])
+        .append_column("day", pa.array(["d"] * 3))
+        .append_column("batch_id", pa.array([f"b{i}"] * 3))
+        for i in range(5)
+    ]
+    batches = (batch for table in kept for batch in table.cast(SCHEMA).to_batches())
+    actions = store.stream_files("things", batches, prefix="rebuild", file_rows=6)
+    assert [json.loads(a.stats)["numRecords"] for a in actions] == [6, 6, 3]  # a file closes once it has 6 rows
+    assert ids_of(store, "things") == ["gone-1", "gone-2"]  # written, not committed: invisible
+    before = store.version("things")
+    store.replace_files("things", actions, CommitProperties(), read_version=before)
+    assert store.version("things") == before + 1
+    assert ids_of(store, "things") == sorted(f"r{i}-{j}" for i in range(5) for j in range(3))
+    table = store.dataset("things").to_table()
+    assert set(table.column("batch_id").to_pylist()) == {f"b{i}" for i in range(5)} and set(
+        table["day"].to_pylist()
+    ) == {"d"}
+    assert ids_of(store, "things", before) == ["gone-1", "gone-2"]  # the old version still reads as it was
+
+
+def test_replacing_a_table_conflicts_with_a_writer_of_the_same_mark_that_committed_since_it_was_read(
+    store: Warehouse,
+) -> None:
+    """Two refreshes of `predictions_current` at once: both record the `current` watermark, so the log lets
+    one land and makes the other start again (an overwrite alone would keep the other's new files)."""
+    from deltalake import CommitProperties, Transaction
+    from deltalake.exceptions import CommitFailedError
+
+    read = store.version("things")
+    open_store(store.root).commit("things", "meanwhile", rows(["new"]), partition="2026-11-20", marks=[("mark", 5)])
+    actions = store.stream_files("things", iter([]), prefix="empty", file_rows=6)
+    assert actions == []
+    with pytest.raises(CommitFailedError):
+        store.replace_files(
+            "things", actions, CommitProperties(app_transactions=[Transaction("mark", 6)]), read_version=read
+        )
+    assert ids_of(store, "things") == ["new"]
+    store.replace_files(
+        "things", actions, CommitProperties(app_transactions=[Transaction("mark", 6)]), read_version=read + 1
+    )
+    assert ids_of(store, "things") == [] and store.watermark("things", "mark") == 6
