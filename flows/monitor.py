@@ -454,8 +454,9 @@ def monitor(config: str | None = None, window_days: int | None = None, as_of: da
         )
     version, threshold = registered.version, float(champion_row[0])
     nothing = RetrainDue(due=False, fired=[], reasons=[])
-    import_in_background()  # Evidently, while the window is read
+    importing = import_in_background()  # Evidently, while the window is read (DuckDB and Arrow imports only)
     window = load_window(store, settings, version, days, as_of)
+    importing.join()
     if window is None or window.rows.empty:
         logger.info("no predictions by %s in the window yet: nothing to monitor", version)
         return MonitorOutcome(None, None, [], nothing, False)

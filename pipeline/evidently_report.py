@@ -62,8 +62,9 @@ def _evidently() -> Any:
 
 def import_in_background() -> threading.Thread:
     """Start importing what a report and its snapshots need (about 6 s of Python on this machine) on a thread,
-    so that the caller reads its data meanwhile: DuckDB and Arrow read outside the GIL. A later import of the
-    same modules waits for this one (Python's import lock), so nothing needs to join it."""
+    so that the caller reads its data meanwhile: DuckDB and Arrow read outside the GIL. Join the thread
+    before importing anything of the monitoring stack: two threads importing the same packages at once can
+    each hold a lock the other waits for, and Python then hands one of them a half-initialised module."""
 
     def load() -> None:
         _evidently()
