@@ -512,16 +512,7 @@ class Warehouse:
                 f"could not write a file of batch {batch} of {table} under {self.location}: {error}. Nothing of "
                 "it is visible; free disk space or fix the storage's permissions and run again."
             ) from error
-        return [
-            AddAction(
-                path=name,
-                size=int(size or 0),
-                partition_values={},
-                modification_time=int(time.time() * 1000),
-                data_change=True,
-                stats=file_stats(rows, t.stats_columns),
-            )
-        ]
+        return [_add_action(name, size, rows, t)]
 
     def stream_files(
         self, table: str, batches: Iterable[pa.RecordBatch], *, prefix: str, file_rows: int
@@ -532,47 +523,26 @@ class Warehouse:
         10M predictions with explanations. Files nobody commits are left to vacuum, as `write_files`'s."""
         t = self.table(table)
         filesystem = self._filesystem() or pafs.LocalFileSystem()
+        stream = iter(batches)
         actions: list[AddAction] = []
-        writer: pq.ParquetWriter | None = None
-        name, target, rows = "", "", 0  # the open file: its name, its path, its rows so far
-        stats: list[pa.RecordBatch] = []  # the open file's statistics columns
-
-        def close() -> None:
-            nonlocal writer
-            if writer is None:
-                return
-            writer.close()
-            writer = None
-            size = filesystem.get_file_info(target).size
-            stats_rows = pa.Table.from_batches(stats) if stats else pa.table({})
-            actions.append(
-                AddAction(
-                    path=name,
-                    size=int(size or 0),
-                    partition_values={},
-                    modification_time=int(time.time() * 1000),
-                    data_change=True,
-                    stats=file_stats(stats_rows, t.stats_columns),
-                )
-            )
-
         try:
-            for batch in batches:
-                if writer is None:
-                    name = f"part-{prefix}-{uuid.uuid4().hex}.snappy.parquet"
-                    target = self._storage_path(table, name)
-                    if not self.remote:
-                        Path(target).parent.mkdir(parents=True, exist_ok=True)
-                    writer = pq.ParquetWriter(
-                        target, t.schema, filesystem=filesystem, compression="snappy", use_dictionary=list(t.dictionary)
-                    )
-                    rows, stats = 0, []
-                writer.write_batch(batch)
-                rows += batch.num_rows
-                stats.append(batch.select(list(t.stats_columns)))
-                if rows >= file_rows:
-                    close()
-            close()
+            for first in stream:
+                name = f"part-{prefix}-{uuid.uuid4().hex}.snappy.parquet"
+                target = self._storage_path(table, name)
+                if not self.remote:
+                    Path(target).parent.mkdir(parents=True, exist_ok=True)
+                stats: list[pa.RecordBatch] = []  # the file's statistics columns
+                with pq.ParquetWriter(
+                    target, t.schema, filesystem=filesystem, compression="snappy", use_dictionary=list(t.dictionary)
+                ) as writer:
+                    batch: pa.RecordBatch | None = first
+                    while batch is not None:
+                        writer.write_batch(batch)
+                        stats.append(batch.select(list(t.stats_columns)))
+                        full = sum(b.num_rows for b in stats) >= file_rows
+                        batch = None if full else next(stream, None)
+                size = filesystem.get_file_info(target).size
+                actions.append(_add_action(name, size, pa.Table.from_batches(stats), t))
         except (OSError, pa.ArrowException) as error:
             raise CommitError(
                 f"could not write a file of {table} under {self.location}: {error}. Nothing of it is visible; "
@@ -725,6 +695,19 @@ def whole_batches(batches_of: dict[str, set[str]], files: set[str]) -> tuple[set
         if not more:
             return batches, holding
         batches |= more
+
+
+def _add_action(name: str, size: int | None, rows: pa.Table, table: Table) -> AddAction:
+    """The log's action that adds a data file written outside delta-rs (`rows`: its rows, or at least its
+    statistics columns)."""
+    return AddAction(
+        path=name,
+        size=int(size or 0),
+        partition_values={},
+        modification_time=int(time.time() * 1000),
+        data_change=True,
+        stats=file_stats(rows, table.stats_columns),
+    )
 
 
 def file_stats(rows: pa.Table, columns: Sequence[str]) -> str:

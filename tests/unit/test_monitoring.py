@@ -245,33 +245,26 @@ def test_a_window_given_as_scores_and_labels_plus_its_drift_sample_gives_the_sam
     current = make_frame(seed=14, rows=2500, shift=0.3, labelled_share=0.5)
     whole = monitor(reference, current, max_rows=1200)
     drift_sample = current.iloc[sample_positions(len(current), 1200, seed=0)]
-    narrow = monitor_window(
-        reference,
-        current[["record_id", "score", "target"]],
-        numeric=NUMERIC,
-        categorical=CATEGORICAL,
-        embedding=EMBEDDING,
-        threshold=THRESHOLD,
-        rules=RULES,
-        max_rows=1200,
-        report=False,
-        drift_sample=drift_sample,
-    )
-    assert [(m.metric, m.column, m.value, m.p_value, m.detail) for m in narrow.metrics] == [
-        (m.metric, m.column, m.value, m.p_value, m.detail) for m in whole.metrics
-    ]
-    with pytest.raises(ValueError, match="drift sample has 1,199 rows, not the 1,200 drawn"):
-        monitor_window(
+
+    def narrow(sample: pd.DataFrame) -> MonitorResult:
+        return monitor_window(
             reference,
             current[["record_id", "score", "target"]],
             numeric=NUMERIC,
             categorical=CATEGORICAL,
             embedding=EMBEDDING,
             threshold=THRESHOLD,
+            rules=RULES,
             max_rows=1200,
             report=False,
-            drift_sample=drift_sample.iloc[1:],
+            drift_sample=sample,
         )
+
+    assert [(m.metric, m.column, m.value, m.p_value, m.detail) for m in narrow(drift_sample).metrics] == [
+        (m.metric, m.column, m.value, m.p_value, m.detail) for m in whole.metrics
+    ]
+    with pytest.raises(ValueError, match="drift sample has 1,199 rows, not the 1,200 drawn"):
+        narrow(drift_sample.iloc[1:])
 
 
 def test_sample_positions_are_every_row_of_a_small_window_and_a_seeded_sorted_draw_of_a_large_one() -> None:
