@@ -50,7 +50,7 @@ def publish(
 
     With `keep_reports`, the project keeps the snapshots of that many reports (this one included, a report
     being these `snapshots`): the oldest are deleted before the workspace is opened, because opening it
-    parses every snapshot of every project (0.1 s apiece for a 20,000-row drift report: a day of the
+    parses every snapshot of every project (about 0.25 s a report with a 20,000-row drift sample: a day of the
     15-minute schedule made each monitor run 30 s longer, and it grew without end)."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     from evidently.sdk.models import ProjectModel
