@@ -1,8 +1,9 @@
 """The Dask engine against the local one: the score flow on the same records, and the bare Dask chain.
 
 - `dask_over_local`: the score flow with `[compute] engine = "dask"` (a LocalCluster of 2 worker processes,
-  started by the run, so its start-up is counted) over the same flow with the local engine. On one
-  2-core machine it cannot be faster; it says what the engine costs.
+  started by the run, so its start-up is counted) over the same flow with the local engine, both with the
+  config's explanations (the default). On one 2-core machine it cannot be faster; it says what the engine
+  costs.
 - `bare_dask`: the same units (the same plan, the same worker function, the same in-order commits), on a
   LocalCluster already running, without Prefect: the engine's own limit.
 Rows per unit and units per second let a reader extrapolate to N machines.
@@ -35,8 +36,8 @@ def bare_dask(config: Path, workers: int = 2) -> dict[str, float]:
     """Seconds, units and rows of scoring every pending record with the engine's units, without Prefect."""
     from distributed import Client, LocalCluster, as_completed
 
-    from flows.engine import ScoreJob, run_unit
     from flows.runtime import artifact_path, open_store
+    from flows.unit_work import ScoreJob, run_unit
     from warehouse import scoring, units
     from warehouse.registry import champion
 
@@ -56,7 +57,7 @@ def bare_dask(config: Path, workers: int = 2) -> dict[str, float]:
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
-        client.run(importlib.import_module, "flows.engine")  # workers import the code before the clock starts
+        client.run(importlib.import_module, "flows.unit_work")  # workers import the code before the clock starts
         start = time.perf_counter()
         base = store.version("predictions")
         plan = {u.number: u for u in units.plan_units(store, job.model_version, settings.scoring.chunk_rows)}
@@ -80,7 +81,8 @@ def bare_dask(config: Path, workers: int = 2) -> dict[str, float]:
 
 def measure(config: Path, step: Any, rows: int, local_score_s: float) -> dict[str, float]:
     """Run the dask score flow and the bare Dask chain on `config`'s records (already ingested and scored
-    once by the local engine in `local_score_s`); returns the figures for results.json."""
+    by the local engine in `local_score_s`, with the config's explanations as here); returns the figures for
+    results.json."""
     forget_predictions(config)
     on_dask = step("score", config, {"SCOREHOUSE_COMPUTE__ENGINE": "dask", "SCOREHOUSE_COMPUTE__WORKERS": "2"})
     dask_s = on_dask["seconds"]["score"]

@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name
 from flows.runtime import artifact_path, open_store, publish, run_name, settings_from, utc_now
-from flows.score import backfill_batch_id, explainer_for, predictions_table
+from flows.unit_work import backfill_batch_id, explainer_for, predictions_table
 from pipeline.artifacts import load_version
 from pipeline.backfill import check_since, check_version
 from pipeline.config import Settings

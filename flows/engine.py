@@ -25,32 +25,24 @@ the models folder at the same path, and the AWS_* variables for S3.
 
 from __future__ import annotations
 
-import functools
-import os
-import socket
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from deltalake.transaction import AddAction
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.runtime import artifact_path, warehouse_of
-from pipeline.artifacts import load_version
-from pipeline.config import Compute, Explain, Settings
-from pipeline.explain import Explainer
+from flows.runtime import artifact_path
+from flows.unit_work import ScoreJob, UnitResult, run_unit
+from pipeline.config import Compute, Settings
 from pipeline.model import ScoringModel
 from warehouse import scoring, units
-from warehouse.backfill import BackfillPlan, backfill_units, plan_backfill
+from warehouse.backfill import backfill_units, plan_backfill
 from warehouse.registry import registered
-from warehouse.store import Conflict, Warehouse, batch_id
+from warehouse.store import Conflict, Warehouse
 from warehouse.units import UnitRef
 
 if TYPE_CHECKING:
@@ -64,31 +56,6 @@ class ClusterError(RuntimeError):
     """The cluster could not be reached, or a unit failed on every attempt."""
 
 
-@dataclass(frozen=True)
-class ScoreJob:
-    """What every unit of one run shares: small, sent with each unit."""
-
-    settings: Settings
-    model_version: str
-    model_folder: str  # the version's artifacts, at the same path on every worker
-    sha256: tuple[tuple[str, str], ...]
-    scored_at: datetime
-    backfill: BackfillPlan | None = None  # a backfill's attempt (warehouse/backfill.py), or the version's scoring
-
-
-@dataclass(frozen=True)
-class UnitResult:
-    """What a worker sends back: counts and the add action of the file it wrote, never rows."""
-
-    number: int
-    rows: int
-    positives: int
-    batch: str
-    actions: list[AddAction]
-    worker: str
-    seconds: float
-
-
 @dataclass
 class ClusterScore:
     """What a run on the cluster did, unit by unit (the table artifact's rows)."""
@@ -96,54 +63,6 @@ class ClusterScore:
     scored: int = 0
     positives: int = 0
     units: list[dict[str, Any]] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------------------ on a worker
-
-
-@functools.lru_cache(maxsize=4)
-def _model(folder: str, sha256: tuple[tuple[str, str], ...]) -> ScoringModel:
-    """The model, loaded and checked once per worker process (a unit is seconds; loading is not free)."""
-    return load_version(Path(folder), dict(sha256))
-
-
-@functools.lru_cache(maxsize=4)
-def _explainer(folder: str, sha256: tuple[tuple[str, str], ...], settings: Explain) -> Explainer | None:
-    """The model's explainer, prepared once per worker process, as the local engine prepares it once per run."""
-    from flows.score import explainer_for
-
-    return explainer_for(_model(folder, sha256), settings)
-
-
-def run_unit(job: ScoreJob, unit: UnitRef) -> UnitResult:
-    """Score one unit where it runs: read its rows, score them, write them as an uncommitted file."""
-    from flows.score import backfill_batch_id, chunk_batch_id, predictions_table  # the local engine's rows
-
-    started = time.perf_counter()
-    store = warehouse_of(job.settings)
-    model = _model(job.model_folder, job.sha256)
-    rows = units.read_unit(store, unit, model.version, ["record_id", *model.feature_names])
-    ids = rows.column("record_id")
-    if job.backfill is not None:
-        batch = backfill_batch_id(model.version, ids)
-    else:
-        batch = batch_id(chunk_batch_id(model.version, ids), unit.watermark)
-    actions: list[AddAction] = []
-    positives = 0
-    if rows.num_rows:  # an empty unit commits no file: its commit only records the watermark
-        explainer = _explainer(job.model_folder, job.sha256, job.settings.explain)
-        table = predictions_table(model, rows, job.scored_at, explainer, backfill=job.backfill is not None)
-        actions = store.write_files("predictions", batch, table, partition=job.scored_at.date().isoformat())
-        positives = int(np.sum(table.column("label").to_numpy(zero_copy_only=False) == model.classes[1]))
-    return UnitResult(
-        number=unit.number,
-        rows=rows.num_rows,
-        positives=positives,
-        batch=batch,
-        actions=actions,
-        worker=f"{socket.gethostname()}:{os.getpid()}",
-        seconds=time.perf_counter() - started,
-    )
 
 
 # ------------------------------------------------------------------------------------------ the driver

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,13 +14,12 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.deployed import add_to_run_name
 from flows.runtime import load_champion, open_store, publish, run_name, settings_from, utc_now
-from pipeline.config import Explain
-from pipeline.explain import Explainer, no_explanations, to_arrow
+from flows.unit_work import chunk_batch_id, explainer_for, predictions_table
+from pipeline.explain import Explainer
 from pipeline.model import ScoringModel
 from warehouse import scoring
-from warehouse.layout import BACKFILL_COLUMN
 from warehouse.scoring import Unit
-from warehouse.store import Conflict, Warehouse, batch_id, repeat
+from warehouse.store import Conflict, Warehouse, batch_id
 
 
 @dataclass(frozen=True)
@@ -30,71 +28,6 @@ class ScoreReport:
     scored: int
     chunks: int
     positives: int
-
-
-def predictions_table(
-    model: ScoringModel,
-    chunk: pa.Table,
-    scored_at: object,
-    explainer: Explainer | None = None,
-    *,
-    backfill: bool = False,
-) -> pa.Table:
-    """Score one chunk of records and shape it as `predictions` rows, with their explanations when an
-    explainer is given (null explanation columns otherwise); `backfill` marks a backfill's rows (the
-    champion's leave the column null)."""
-    frame = chunk.select(["record_id", *model.feature_names]).to_pandas()
-    n = len(frame)
-    if explainer is not None:
-        scores, labels, vectors, explanations = explainer.score_and_explain(frame)
-        explained = to_arrow(explanations)
-    else:
-        scores, labels, vectors = model.score(frame)
-        explained = no_explanations(n)
-    return pa.table(
-        {
-            "record_id": chunk.column("record_id"),
-            "model_version": repeat(model.version, n, pa.string()),
-            "score": pa.array(scores, pa.float64()),
-            "label": pa.array(labels, pa.string()),
-            "threshold": pa.array(np.full(n, model.threshold), pa.float64()),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(vectors.ravel(), pa.float32()), vectors.shape[1]
-            ).cast(pa.list_(pa.float32())),
-            "scored_at": repeat(scored_at, n, pa.timestamp("us", tz="UTC")),
-            **explained,
-            **({BACKFILL_COLUMN: repeat(True, n, pa.bool_())} if backfill else {}),
-        }
-    )
-
-
-def chunk_batch_id(model_version: str, ids: pa.Array | pa.ChunkedArray) -> str:
-    """The same records scored by the same version give the same batch: a repeat commit is a no-op."""
-    return batch_id("score", model_version, ids_digest(ids))
-
-
-def ids_digest(ids: pa.Array | pa.ChunkedArray) -> str:
-    """A sha256 of the ids in order, whatever their chunking: the lengths and the bytes, from Arrow's buffers
-    (hashing them as Python objects cost a tenth of the score flow)."""
-    lengths, data = hashlib.sha256(), hashlib.sha256()
-    for chunk in ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]:
-        text = chunk.cast(pa.large_string())
-        offsets = np.frombuffer(text.buffers()[1], np.int64)[text.offset : text.offset + len(text) + 1]
-        lengths.update(np.diff(offsets).astype("<i8").tobytes())
-        data.update(memoryview(text.buffers()[2] or b"")[offsets[0] : offsets[-1]])
-    return hashlib.sha256(lengths.digest() + data.digest()).hexdigest()
-
-
-def backfill_batch_id(model_version: str, ids: pa.Array | pa.ChunkedArray) -> str:
-    """A backfill's batch: the version and the records it scored (never the time of the run)."""
-    return batch_id(chunk_batch_id(model_version, ids), "backfill")
-
-
-def explainer_for(model: ScoringModel, settings: Explain) -> Explainer | None:
-    """The champion's explainer, prepared once per run, or None when explanations are off."""
-    if not settings.enabled:
-        return None
-    return Explainer.of(model, top_k=settings.top_k, approximate=settings.approximate)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="score unit {number}")

@@ -80,7 +80,7 @@ def test_a_units_batch_id_depends_on_its_ids_in_order_and_not_on_how_they_are_ch
     """A unit read on a worker comes in other chunks than on the driver: its batch id must not change."""
     import pyarrow as pa
 
-    from flows.score import ids_digest
+    from flows.unit_work import ids_digest
 
     ids = pa.array([f"id-{i}" for i in range(1000)])
     digest = ids_digest(ids)
@@ -114,3 +114,13 @@ def test_a_run_that_lost_a_race_waits_for_a_quiet_log_but_never_longer_than_its_
     waited = time.monotonic() - started
     assert (0.3 <= waited < 5) if not busy else (0.5 <= waited < 5), waited
     assert log.looks > 10  # it kept looking at the log
+
+
+def test_the_worker_side_of_the_dask_engine_imports_no_prefect() -> None:
+    """A Dask worker imports flows.unit_work to run a unit; Prefect's import would add seconds to its start."""
+    import subprocess
+    import sys
+
+    probe = "import sys, flows.unit_work; print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'distributed'}))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
