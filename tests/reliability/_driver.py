@@ -28,6 +28,7 @@ every batch a reader sees is whole.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import io
 import json
 import logging
@@ -38,6 +39,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -184,11 +186,40 @@ def install_hooks(journal_path: str, kill: str | None, root: Path) -> _Journal:
     return journal
 
 
+class Submitted:
+    """A task's function running on a thread: as much of a PrefectFuture as the flows use."""
+
+    def __init__(self, future: concurrent.futures.Future[Any]) -> None:
+        self._future = future
+
+    def result(self) -> Any:
+        return self._future.result()
+
+    def wait(self, timeout: float | None = None) -> None:
+        concurrent.futures.wait([self._future], timeout)
+
+
+class Direct:
+    """A task without the engine: a call runs its function here, `submit` runs it on a thread (as the flow's
+    thread-pool task runner does), so a flow's units still overlap."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def submit(self, *args: Any, **kwargs: Any) -> Submitted:
+        self._threads = self._threads or concurrent.futures.ThreadPoolExecutor(thread_name_prefix=self.fn.__name__)
+        return Submitted(self._threads.submit(self.fn, *args, **kwargs))
+
+
 def without_engine(module: ModuleType) -> None:
     """Call the module's tasks directly and log plainly: the flow's body runs without Prefect's engine."""
     for name, value in list(vars(module).items()):
         if isinstance(value, Task):
-            setattr(module, name, value.fn)
+            setattr(module, name, Direct(value.fn))
     logger = logging.getLogger(f"driver.{module.__name__}")
     if hasattr(module, "get_run_logger"):
         module.get_run_logger = lambda: logger  # type: ignore[attr-defined]
