@@ -304,7 +304,7 @@ def _rebuild_current(store: Warehouse, upto: int, champion: str | None, properti
             yield batch.cast(schema)
 
     read = store.version("predictions_current")  # a refresh that commits meanwhile makes this one start again
-    with store.connect(version={"predictions": upto}, tables=["predictions"]) as con:
+    with store.connect(version={"predictions": upto}, tables=["predictions"], lean=True) as con:
         reader = con.sql(CURRENT_RULE.format(rows="predictions"), params={"champion": champion}).to_arrow_reader(
             REBUILD_BATCH_ROWS
         )
