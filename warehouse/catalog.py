@@ -13,7 +13,6 @@ the catalog an auditor opens to see what was published then.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import uuid
@@ -21,35 +20,10 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
-from warehouse.store import SAFE_DUCKDB_CONFIG, Warehouse
+from warehouse.store import SAFE_DUCKDB_CONFIG, Warehouse, table_sql
 
 CATALOG_FILE = "warehouse.duckdb"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-@functools.lru_cache(maxsize=64)
-def _empty_select(schema: pa.Schema) -> str:
-    """A typed query with no rows: the view of a table that has no file yet. Kept per schema: asking DuckDB
-    for the types costs a connection (tens of milliseconds), and every catalog build asks for each table."""
-    with duckdb.connect(config=SAFE_DUCKDB_CONFIG) as con:  # a private connection: callers may run in threads
-        types = con.from_arrow(schema.empty_table()).types
-    columns = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in zip(schema.names, types, strict=True))
-    return f"SELECT {columns} WHERE false"
-
-
-def table_sql(files: list[str], schema: pa.Schema) -> str:
-    if not files:
-        return _empty_select(schema)
-    listed = ", ".join(_literal(f) for f in sorted(files))
-    # A file written before a column was added (an explicit schema change) lacks it: the typed empty select
-    # in front gives every column of the schema, in its order, null where the files have none.
-    files_sql = f"SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
-    return f"{_empty_select(schema)} UNION ALL BY NAME {files_sql}"
 
 
 def definitions(store: Warehouse, as_of: datetime | None = None) -> list[tuple[str, str]]:

@@ -150,7 +150,7 @@ def _not_yet_scored(
 ) -> Iterator[Unit]:
     """Records of snapshot `upto` without a prediction by `model_version`, in chunks; the last chunk
     (or an empty one, when there is nothing to score) records `upto` as the watermark."""
-    with store.connect(version={"records": upto}, tables=["records", "predictions"]) as con:
+    with store.connect(version={"records": upto}, tables=["records", "predictions"], streaming=True) as con:
         selected = ", ".join(f'"{c}"' for c in columns)
         reader = con.sql(
             f"""
@@ -304,7 +304,7 @@ def _rebuild_current(store: Warehouse, upto: int, champion: str | None, properti
             yield batch.cast(schema)
 
     read = store.version("predictions_current")  # a refresh that commits meanwhile makes this one start again
-    with store.connect(version={"predictions": upto}, tables=["predictions"], lean=True) as con:
+    with store.connect(version={"predictions": upto}, tables=["predictions"], streaming=True) as con:
         reader = con.sql(CURRENT_RULE.format(rows="predictions"), params={"champion": champion}).to_arrow_reader(
             REBUILD_BATCH_ROWS
         )

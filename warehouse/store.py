@@ -23,6 +23,7 @@ milliseconds; a MERGE would read the whole table).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -359,17 +360,23 @@ class Warehouse:
         version: dict[str, int] | None = None,
         tables: Sequence[str] | None = None,
         *,
-        lean: bool = False,
+        streaming: bool = False,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB session with every table (at `as_of`, or now, or at the `version` given for
         it) and the views; with `tables`, only those tables and no view (a hot path that reads one table
         does not refresh and list every other one).
 
         Each table is registered as a lazy Arrow dataset of one snapshot, so a session sees whole commits
-        only and reads only the files its queries need; nothing is bound or read until a query runs. `lean`:
-        scans read one file and one batch ahead (`LeanDataset`), for a query whose result is consumed slowly.
+        only and reads only the files its queries need; nothing is bound or read until a query runs.
+
+        `streaming`, for a query that streams a large result to a slower consumer (scoring every record, the
+        rebuild of `predictions_current`): DuckDB scanning a registered Arrow dataset runs ahead of its
+        consumer, and its buffers reached 2 GB over 10M records read 100,000 rows at a time. So a local
+        table is bound as a view over its snapshot's files read by DuckDB's own Parquet reader (560 MB
+        there), and a table on object storage, which DuckDB reads only with its httpfs extension, as an
+        Arrow dataset that reads one file and one batch ahead (`LeanDataset`).
         """
-        con = self.session(as_of, version, tables, lean=lean)
+        con = self.session(as_of, version, tables, streaming=streaming)
         try:
             yield con
         finally:
@@ -382,14 +389,18 @@ class Warehouse:
         tables: Sequence[str] | None = None,
         config: dict[str, str | bool | int | float | list[str]] | None = None,
         *,
-        lean: bool = False,
+        streaming: bool = False,
     ) -> duckdb.DuckDBPyConnection:
         """The session `connect` yields, left open: the caller closes it (a reader that keeps one)."""
         pinned = version or {}
         con = duckdb.connect(config=config or FLOW_DUCKDB_CONFIG)
         try:
             for name in tables or self.tables:
-                con.register(name, self.dataset(name, pinned.get(name, as_of), lean=lean))
+                at = pinned.get(name, as_of)
+                if streaming and not self.remote:
+                    con.execute(f'CREATE VIEW "{name}" AS {table_sql(self.files(name, at), self.table(name).schema)}')
+                else:
+                    con.register(name, self.dataset(name, at, lean=streaming))
             for name, sql in self.views.items() if tables is None else ():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
         except BaseException:
@@ -691,6 +702,30 @@ class Warehouse:
         if missing:
             raise CommitError(f"a batch of {table.name} lacks columns {missing}")
         return rows.select(table.schema.names).cast(table.schema)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@functools.lru_cache(maxsize=64)
+def _empty_select(schema: pa.Schema) -> str:
+    """A typed query with no rows: the view of a table that has no file yet. Kept per schema: asking DuckDB
+    for the types costs a connection (tens of milliseconds), and every catalog build asks for each table."""
+    with duckdb.connect(config=SAFE_DUCKDB_CONFIG) as con:  # a private connection: callers may run in threads
+        types = con.from_arrow(schema.empty_table()).types
+    columns = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in zip(schema.names, types, strict=True))
+    return f"SELECT {columns} WHERE false"
+
+
+def table_sql(files: list[str], schema: pa.Schema) -> str:
+    if not files:
+        return _empty_select(schema)
+    listed = ", ".join(_literal(f) for f in sorted(files))
+    # A file written before a column was added (an explicit schema change) lacks it: the typed empty select
+    # in front gives every column of the schema, in its order, null where the files have none.
+    files_sql = f"SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+    return f"{_empty_select(schema)} UNION ALL BY NAME {files_sql}"
 
 
 def net_inserts(inserts: pa.Table, deletes: pa.Table) -> pa.Table:

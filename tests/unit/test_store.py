@@ -554,6 +554,32 @@ def test_a_column_added_to_the_layout_is_added_at_init_and_older_rows_read_it_as
     assert got == {"a": (None, None), "b": ("why", [0.5, 0.25])}
 
 
+def test_a_streaming_session_reads_the_same_rows_as_a_plain_one_at_each_version(store: Warehouse) -> None:
+    """`connect(streaming=True)` binds local tables as views over their files (DuckDB's Parquet reader): the
+    same rows and types, the pinned version, and files written before a column was added read it as null."""
+    assert store.commit("things", "old", rows(["a"]), partition="2026-11-21")
+    grown = Warehouse(store.root, [Table(name="things", partition_by="day", schema=GROWN, stats_columns=("at",))])
+    grown.init()
+    new = (
+        rows(["b", "c"], value=2.5)
+        .append_column("note", pa.array(["why", None]))
+        .append_column("weights", pa.array([[0.5, 0.25], None], pa.list_(pa.float32())))
+    )
+    assert grown.commit("things", "new", new, partition="2026-11-22")
+    query = "SELECT * FROM things ORDER BY id"
+
+    def read(version: int | None, streaming: bool) -> pa.Table:
+        pinned = None if version is None else {"things": version}
+        with grown.connect(version=pinned, tables=["things"], streaming=streaming) as con:
+            return con.sql(query).to_arrow_table()
+
+    for version in (None, 1, grown.version("things")):
+        plain, streamed = read(version, False), read(version, True)
+        assert streamed.schema == plain.schema and streamed.to_pylist() == plain.to_pylist()
+    assert read(None, True).column("note").to_pylist() == [None, "why", None]
+    assert read(1, True).column("id").to_pylist() == ["a"]
+
+
 def test_optional_columns_left_out_of_a_commit_are_stored_as_nulls_and_others_are_still_required(
     tmp_path: Path,
 ) -> None:
