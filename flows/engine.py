@@ -10,8 +10,8 @@ PrefectHQ/prefect#15442: with the task runner, a lost worker makes completed tas
 flow shows one task, and the units it ran (rows, attempts, lost workers, worker, seconds) as a table
 artifact and log lines.
 
-The commit protocol keeps every rule of the local engine (warehouse/scoring.py): a worker reads its unit
-by reference (warehouse/units.py), scores it, and writes its predictions as a data file no snapshot
+The commit protocol keeps every rule of the local engine (warehouse/scoring.py): a worker (flows/unit_work.py)
+reads its unit by reference (warehouse/units.py), scores it, and writes its predictions as a data file no snapshot
 refers to yet; it returns that file's add action (a path, a size, statistics: never rows). The flow
 commits each unit's file as one Delta commit, in plan order, with the batch id, watermark and read version
 a local run would use. So a worker killed mid-unit leaves only an unreferenced file (vacuum removes it)

@@ -64,9 +64,11 @@ class Conflict(RuntimeError):
 
 
 class LeanDataset(ds.FileSystemDataset):
-    """A dataset whose scans read one file and one batch ahead. DuckDB scans a registered dataset with Arrow's
-    default read-ahead (4 files, 16 batches each) and takes no scan options: a query streaming 10M rows to a
-    slower writer held 1.5 GB of read-ahead. So the dataset sets them itself."""
+    """A dataset whose scans read one file and one batch ahead: a streaming session's table on object storage
+    (`Warehouse.connect`). DuckDB scans a registered dataset with Arrow's default read-ahead (4 files, 16
+    batches each) and takes no scan options, so the dataset sets them itself (DuckDB calls
+    `type(dataset).scanner`). Measured on a local 10M-row rebuild of `predictions_current`: peak 4.0 GB
+    with the defaults, 3.6 GB with this."""
 
     def scanner(self, *args: Any, **kwargs: Any) -> ds.Scanner:
         kwargs.setdefault("fragment_readahead", 1)
@@ -719,6 +721,7 @@ def _empty_select(schema: pa.Schema) -> str:
 
 
 def table_sql(files: list[str], schema: pa.Schema) -> str:
+    """A query of the rows of `files` (one snapshot's), read by DuckDB's own Parquet reader, in `schema`."""
     if not files:
         return _empty_select(schema)
     listed = ", ".join(_literal(f) for f in sorted(files))
