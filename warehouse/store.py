@@ -274,12 +274,12 @@ class Warehouse:
         """The position a writer of `table` recorded under `app` with its last commit, if any."""
         return self.delta(table).transaction_version(app)
 
-    def dataset(self, name: str, version: int | datetime | None = None, *, lean: bool = False) -> ds.Dataset:
+    def dataset(self, name: str, version: int | datetime | None = None) -> ds.Dataset:
         """The table (at a version) as a lazy Arrow dataset of its snapshot's files, read with the table's
         schema (a file written before a column was added reads it as null). Nothing is read until it is
         scanned. Plain Parquet files through pyarrow, not delta-rs's dataset: that one's file system
         aborts the interpreter at exit now and then (delta-rs issue 2184)."""
-        return self.files_dataset(name, self.files(name, version), lean=lean)
+        return self.files_dataset(name, self.files(name, version))
 
     def lookup(
         self,
@@ -402,7 +402,7 @@ class Warehouse:
                 if streaming and not self.remote:
                     con.execute(f'CREATE VIEW "{name}" AS {table_sql(self.files(name, at), self.table(name).schema)}')
                 else:
-                    con.register(name, self.dataset(name, at, lean=streaming))
+                    con.register(name, self.files_dataset(name, self.files(name, at), lean=streaming))
             for name, sql in self.views.items() if tables is None else ():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
         except BaseException:
