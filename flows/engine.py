@@ -35,6 +35,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.ingest_work import BlockResult, IngestJob, validate_block
 from flows.runtime import artifact_path
 from flows.unit_work import ScoreJob, UnitResult, run_unit
 from pipeline.config import Compute, Settings
@@ -217,6 +218,53 @@ def commit_unit(store: Warehouse, job: ScoreJob, unit: UnitRef, result: UnitResu
     if not landed:  # another run committed this very unit: plan again from what it left
         raise Conflict(f"unit {unit.number} of {job.model_version} was committed by another run")
     return store.committed_version("predictions")
+
+
+# ------------------------------------------------------------------------------------------ ingest's blocks
+
+
+@dataclass(frozen=True)
+class BlockRun:
+    """How one block of a file went on the cluster: its result (None: the worker could not read the block,
+    and the flow reads it itself to say why), how many times it was submitted, and workers lost under it."""
+
+    number: int
+    result: BlockResult | None
+    attempts: int
+    lost: int
+
+
+def blocks_on_cluster(client: Client, job: IngestJob, numbers: Sequence[int], attempts: int) -> Iterator[BlockRun]:
+    """Validate a file's blocks on the cluster, all submitted at once, and yield them in file order (the
+    order the flow commits them in). A failed or lost block is submitted again, up to `attempts` times."""
+    from distributed import wait
+
+    from pipeline.validate import UnreadableFile
+
+    running = {number: client.submit(validate_block, job, number, pure=False) for number in numbers}
+    try:
+        for number in numbers:
+            tries = 1
+            while True:
+                future = running[number]
+                wait([future])
+                if future.status == "finished":
+                    yield BlockRun(number, future.result(), tries, lost_workers(client, [future.key]))
+                    break
+                error = future.exception() if future.status == "error" else future.status
+                if isinstance(error, UnreadableFile):
+                    yield BlockRun(number, None, tries, 0)
+                    break
+                if tries >= attempts:
+                    raise ClusterError(
+                        f"block {number} of {job.name} failed {tries} times on the cluster, last: {error!r}; "
+                        "the blocks before it are stored, and the next run goes on from there"
+                    )
+                get_run_logger().warning("block %d of %s failed (%r); submitting it again", number, job.name, error)
+                tries += 1
+                running[number] = client.submit(validate_block, job, number, pure=False)
+    finally:
+        client.cancel(list(running.values()))  # a failure or a refused file: nothing more of it is committed
 
 
 def lost_workers(client: Client, keys: Sequence[object]) -> int:

@@ -140,7 +140,8 @@ class Scoring(_Strict):
 
 
 class Compute(_Strict):
-    """Where `score` runs its units of work: in the flow's own process, or on a Dask cluster."""
+    """Where `score`'s units, and the validation of large files by `ingest`, run: in the flow's process, or on a
+    Dask cluster."""
 
     engine: Literal["local", "dask"] = Field(
         "local", description="local: units run one after another in the flow; dask: on a Dask cluster"
@@ -151,6 +152,12 @@ class Compute(_Strict):
     workers: int = Field(2, ge=1, description="worker processes of the LocalCluster (when address is empty)")
     unit_attempts: int = Field(
         3, ge=1, description="times a unit is submitted before the run fails (a failed or lost unit is retried)"
+    )
+    ingest_min_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="with dask, Parquet files of at least this many rows are validated on the cluster; "
+        "smaller files and CSV files in the flow (starting a LocalCluster alone takes seconds)",
     )
 
     @field_validator("address")

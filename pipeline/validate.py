@@ -114,6 +114,39 @@ def _parquet_blocks(handle: BinaryIO, block_rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches([batch]).rename_columns(names)
 
 
+def parquet_block(path: Path, number: int, block_rows: int) -> pa.Table:
+    """Block `number` of a Parquet file as `read_blocks` yields it (its rows from `number * block_rows` on),
+    read without the blocks before it: only the row groups that hold it are decoded. This is how a worker
+    of a cluster reads the block it validates."""
+    first = number * block_rows
+    with open_regular(path) as handle:
+        try:
+            source = pq.ParquetFile(handle)
+            names = _header(source.schema_arrow.names)
+            groups: list[int] = []
+            skip = start = 0
+            for group in range(source.metadata.num_row_groups):
+                rows = source.metadata.row_group(group).num_rows
+                if start + rows > first and start < first + block_rows:
+                    skip = skip if groups else first - start
+                    groups.append(group)
+                start += rows
+            taken: list[pa.RecordBatch] = []
+            wanted = block_rows
+            for batch in source.iter_batches(batch_size=min(block_rows, 1 << 30), row_groups=groups):
+                if skip >= batch.num_rows:  # rows of the row group before the block
+                    skip -= batch.num_rows
+                    continue
+                taken.append(batch.slice(skip, wanted))
+                skip, wanted = 0, wanted - taken[-1].num_rows
+                if not wanted:
+                    break
+            block = pa.Table.from_batches(taken, schema=source.schema_arrow).combine_chunks()
+        except _READ_ERRORS as error:
+            raise UnreadableFile(f"cannot be read as PARQUET: {error}") from None
+    return block.rename_columns(names)
+
+
 def id_windows(path: Path, id_column: str, window_rows: int) -> Iterator[pa.ChunkedArray]:
     """The ids of a Parquet file `window_rows` rows at a time, from the id column alone, as `as_text` gives
     them in the blocks of `read_blocks`: what a writer checks against the stored ids ahead of the blocks.

@@ -438,12 +438,7 @@ class Warehouse:
         if isinstance(rows, pa.RecordBatchReader):
             rows = rows.read_all()
         rows = self._conform(t, rows, batch, partition)
-        if t.key is not None and rows.num_rows:  # an empty batch stores no key: nothing to serialise
-            if read_version is None:
-                raise ValueError(
-                    f"{table} stores each {t.key} once: commit it from the version its ids were checked at"
-                )
-            marks = [*marks, (f"{table}/{t.key}", 0)]
+        marks = _with_key_claim(t, rows.num_rows, marks, read_version)
         conformed = rows
         encoding = writer_properties(t)
 
@@ -462,11 +457,13 @@ class Warehouse:
         read_version: int | None = None,
     ) -> bool:
         """Publish data files written earlier by `write_files` (in any process) as batch `batch`, with the
-        same exactly-once rules as `commit`. The files were invisible until now; if this is never called
-        (a killed driver, a batch already committed), vacuum removes them. Not for tables with a key."""
-        if self.table(table).key is not None:
-            raise ValueError(f"{table} stores each key once: commit its rows with `commit`")
-        schema = self.table(table).schema
+        same exactly-once rules as `commit` (for a table with a key, the caller checked the files' keys
+        against `read_version`). The files were invisible until now; if this is never called (a killed
+        driver, a batch already committed), vacuum removes them. No files: an empty batch."""
+        t = self.table(table)
+        rows = sum(json.loads(action.stats or "{}").get("numRecords", 1) for action in actions)
+        marks = _with_key_claim(t, rows, marks, read_version)
+        schema = t.schema
 
         def add(base: DeltaTable, properties: CommitProperties) -> None:
             read = int(base.version())
@@ -754,6 +751,20 @@ def whole_batches(batches_of: dict[str, set[str]], files: set[str]) -> tuple[set
         if not more:
             return batches, holding
         batches |= more
+
+
+def _with_key_claim(
+    table: Table, rows: int, marks: Sequence[tuple[str, int]], read_version: int | None
+) -> Sequence[tuple[str, int]]:
+    """The commit's marks, with the claim of the table's key when it has one: two commits of new keys made
+    from the same snapshot conflict, so the second checks its keys again. An empty batch stores no key."""
+    if table.key is None or not rows:
+        return marks
+    if read_version is None:
+        raise ValueError(
+            f"{table.name} stores each {table.key} once: commit it from the version its ids were checked at"
+        )
+    return [*marks, (f"{table.name}/{table.key}", 0)]
 
 
 def _add_action(name: str, size: int | None, rows: pa.Table, table: Table) -> AddAction:

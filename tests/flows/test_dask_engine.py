@@ -1,8 +1,10 @@
-"""`[compute] engine = "dask"`: score's units on a real Dask cluster, against a real S3 server.
+"""`[compute] engine = "dask"`: score's units and a large file's validation on a real Dask cluster, against a
+real S3 server.
 
 A LocalCluster of 2 worker processes and SeaweedFS on loopback. The same input goes through
 train → ingest → score → ingest → score → monitor once with the local engine and once on the cluster
-(two warehouses on the same S3 server); every table must hold the same rows, scores to the last bit.
+(two warehouses on the same S3 server); every table must hold the same rows, scores to the last bit, and
+the same quarantine.
 Then a worker process is SIGKILLed while it scores a unit: the run finishes on the remaining worker (and
 the one its nanny restarts), and the counts are exact, with no duplicate.
 """
@@ -21,13 +23,14 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from distributed import Client, LocalCluster
 
 from flows import engine
 from flows.backfill import backfill
 from flows.engine import ClusterError
-from flows.ingest import ingest
+from flows.ingest import FileReport, ingest
 from flows.monitor import monitor
 from flows.runtime import simulated_time
 from flows.score import ScoreReport, score
@@ -87,7 +90,19 @@ def comparable(project: Project, table: str) -> pd.DataFrame:
     return out.sort_values(keep).reset_index(drop=True)
 
 
-def cycle(project: Project) -> list[ScoreReport]:
+def large_file(stored_id: str) -> pd.DataFrame:
+    """A Parquet export of 4 blocks (UNIT_ROWS each) that exercises every way a block is validated: block 0
+    has a bad value and an id twice; block 1 is clean; block 2 repeats an id of block 0 and block 3 an id
+    stored by an earlier file (the stored-id rule, which only the flow can apply in order)."""
+    rows = synthetic_arrivals(4 * UNIT_ROWS, "P")
+    rows.loc[5, "int_rate"] = "abc"
+    rows.loc[9, "loan_id"] = rows.loc[8, "loan_id"]
+    rows.loc[2 * UNIT_ROWS + 7, "loan_id"] = rows.loc[11, "loan_id"]
+    rows.loc[3 * UNIT_ROWS + 1, "loan_id"] = stored_id
+    return rows
+
+
+def cycle(project: Project) -> tuple[list[ScoreReport], list[FileReport]]:
     first = arrivals(250)
     first.loc[3, "int_rate"] = "abc"  # quarantined, the same way by both
     project.drop_csv(first, "a.csv")
@@ -95,20 +110,29 @@ def cycle(project: Project) -> list[ScoreReport]:
     ingest(project.config)
     reports = [score(project.config)]  # a new champion: the full pass
     project.drop_csv(arrivals(180, start=4250), "b.csv")
-    ingest(project.config)
+    path = project.settings.incoming_dir / "c.parquet"
+    pq.write_table(
+        pa.Table.from_pandas(large_file(first.loc[0, "loan_id"]), preserve_index=False), path, row_group_size=150
+    )
+    files = ingest(project.config)
     reports.append(score(project.config))  # from the watermark: the new records' commits
     monitor(project.config)
-    return reports
+    return reports, files
 
 
 def test_dask_engine_builds_the_same_warehouse_as_the_local_engine(s3: S3Server, cluster: str, tmp_path: Path) -> None:
     here = s3_project(tmp_path / "local", s3, "same-local")
-    there = s3_project(tmp_path / "dask", s3, "same-dask", engine="dask", address=cluster)
+    there = s3_project(tmp_path / "dask", s3, "same-dask", engine="dask", address=cluster, ingest_min_rows=UNIT_ROWS)
 
-    local_reports = cycle(here)
-    dask_reports = cycle(there)
+    local_reports, local_files = cycle(here)
+    dask_reports, dask_files = cycle(there)
 
-    assert [r.scored for r in dask_reports] == [r.scored for r in local_reports] == [249, 180]
+    assert [r.scored for r in dask_reports] == [r.scored for r in local_reports] == [249, 180 + 396]
+    [large] = [f for f in dask_files if f.name == "c.parquet"]
+    assert (large.stored, large.quarantined, large.on_cluster) == (396, 4, 2), (
+        "blocks 0 and 1 as the workers wrote them"
+    )
+    assert [f.on_cluster for f in local_files] == [0, 0]
     assert dask_reports[0].chunks >= 2, "the full pass ran as several units (one per group of records files)"
     assert [r.positives for r in dask_reports] == [r.positives for r in local_reports]
     store = here.store()
@@ -116,8 +140,8 @@ def test_dask_engine_builds_the_same_warehouse_as_the_local_engine(s3: S3Server,
         expected, actual = comparable(here, table), comparable(there, table)
         assert len(actual) == len(expected), table
         pd.testing.assert_frame_equal(actual, expected, check_exact=True, obj=table)
-    assert len(comparable(there, "predictions")) == 429
-    assert there.scalar("SELECT count(DISTINCT record_id) FROM predictions") == 429
+    assert len(comparable(there, "predictions")) == 825
+    assert there.scalar("SELECT count(DISTINCT record_id) FROM predictions") == 825
 
 
 def test_a_worker_killed_mid_score_loses_nothing_and_duplicates_nothing(

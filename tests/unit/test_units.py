@@ -48,10 +48,23 @@ def test_a_commit_from_a_stale_snapshot_of_the_same_watermark_conflicts(store: W
     assert ids_of(store, "things") == ["a"]
 
 
-def test_a_table_with_a_key_is_not_committed_from_files(store: Warehouse) -> None:
-    actions = store.write_files("keyed", "b1", rows(["a"]), partition="d")
-    with pytest.raises(ValueError, match="stores each key once"):
-        store.commit_files("keyed", "b1", actions, read_version=store.version("keyed"))
+def test_files_of_a_table_with_a_key_commit_only_from_the_snapshot_their_keys_were_checked_at(
+    store: Warehouse,
+) -> None:
+    """Two writers that checked their keys against the same snapshot: the second conflicts and checks again,
+    as with `commit`; an empty batch stores no key and needs no snapshot."""
+    base = store.version("keyed")
+    first = store.write_files("keyed", "b1", rows(["a"]), partition="d")
+    second = store.write_files("keyed", "b2", rows(["b"]), partition="d")
+
+    assert store.commit_files("keyed", "b1", first, read_version=base)
+    with pytest.raises(Conflict):
+        store.commit_files("keyed", "b2", second, read_version=base)
+    assert store.commit_files("keyed", "b2", second, read_version=store.version("keyed"))
+    with pytest.raises(ValueError, match="stores each id once"):
+        store.commit_files("keyed", "b3", store.write_files("keyed", "b3", rows(["c"]), partition="d"))
+    assert store.commit_files("keyed", "b4", [])
+    assert ids_of(store, "keyed") == ["a", "b"]
 
 
 def test_change_units_are_whole_commits_of_about_the_unit_size() -> None:

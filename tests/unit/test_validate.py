@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import Dataset
-from pipeline.validate import BAD_COLUMNS, UnreadableFile, read_blocks, read_incoming, validate_rows
+from pipeline.validate import BAD_COLUMNS, UnreadableFile, parquet_block, read_blocks, read_incoming, validate_rows
 from tests.conftest import tiny_dataset_section
 
 
@@ -247,6 +247,25 @@ def test_read_csv_and_parquet_validate_alike(tmp_path: Path, dataset: Dataset) -
     assert csv_good["amount"].tolist() == parquet_good["amount"].tolist() == [10.0]
     assert from_csv.bad["rule"].tolist() == ["required", "numeric"]
     assert from_parquet.bad["rule"].tolist() == ["required", "max"]
+
+
+@pytest.mark.parametrize("row_group_rows", [7, 300, 1000, 5000])
+@pytest.mark.parametrize("block_rows", [250, 999, 5000])
+def test_a_parquet_block_read_alone_is_the_block_read_in_turn(
+    tmp_path: Path, row_group_rows: int, block_rows: int
+) -> None:
+    """What a cluster's worker reads (the rows of one block, from the row groups holding it) is exactly
+    what the flow reads going through the file."""
+    rows = pa.table({" id ": [f"r{i}" for i in range(2_345)], "x": np.arange(2_345, dtype=np.float64)})
+    path = tmp_path / "f.parquet"
+    pq.write_table(rows, path, row_group_size=row_group_rows)
+
+    blocks = list(read_blocks(path, block_rows))
+
+    assert len(blocks) == -(-2_345 // block_rows)
+    for number, block in enumerate(blocks):
+        assert parquet_block(path, number, block_rows).equals(block)
+    assert parquet_block(path, 0, block_rows).column_names == ["id", "x"]
 
 
 def test_read_csv_with_utf8_bom_and_padded_header(tmp_path: Path) -> None:
