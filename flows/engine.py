@@ -39,6 +39,7 @@ from flows.ingest_work import BlockResult, IngestJob, validate_block
 from flows.runtime import artifact_path
 from flows.unit_work import ScoreJob, UnitResult, run_unit
 from pipeline.config import Compute, Settings
+from pipeline.drift import ColumnStatistics, column_statistics
 from pipeline.model import ScoringModel
 from warehouse import scoring, units
 from warehouse.backfill import backfill_units, plan_backfill
@@ -47,6 +48,7 @@ from warehouse.store import Conflict, Warehouse
 from warehouse.units import UnitRef
 
 if TYPE_CHECKING:
+    import pandas as pd
     from distributed import Client, Future
 
 
@@ -265,6 +267,33 @@ def blocks_on_cluster(client: Client, job: IngestJob, numbers: Sequence[int], at
                 running[number] = client.submit(validate_block, job, number, pure=False)
     finally:
         client.cancel(list(running.values()))  # a failure or a refused file: nothing more of it is committed
+
+
+# ------------------------------------------------------------------------------------------ monitor's statistics
+
+# Columns whose drift statistics one task computes: a column of a 20,000-row drift sample costs tens of
+# milliseconds, so a task per column would cost more in scheduling than it computes.
+COLUMNS_PER_TASK = 8
+
+
+def statistics_on_cluster(client: Client, attempts: int) -> ColumnStatistics:
+    """`pipeline.drift.column_statistics` on the cluster: the two frames' columns are scattered to the workers
+    once per call, each task computes a group of columns from those references, and the results come back
+    in column order. The numbers are the local ones: a column's statistics depend on that column only."""
+
+    def run(
+        reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[tuple[str, bool]]
+    ) -> list[tuple[float, float]]:
+        names = [name for name, _ in columns]
+        held_reference, held_current = client.scatter([reference[names], current[names]])
+        groups = [list(columns[i : i + COLUMNS_PER_TASK]) for i in range(0, len(columns), COLUMNS_PER_TASK)]
+        futures = [
+            client.submit(column_statistics, held_reference, held_current, group, pure=False, retries=attempts - 1)
+            for group in groups
+        ]
+        return [pair for group in client.gather(futures) for pair in group]
+
+    return run
 
 
 def lost_workers(client: Client, keys: Sequence[object]) -> int:

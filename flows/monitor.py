@@ -6,6 +6,7 @@ Wiring only: the window and the reference come from the warehouse, every number 
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.error
 import urllib.request
@@ -236,7 +237,8 @@ def measure(
 
     reference, embedding = _expand_embedding(reference)
     drift_sample, _ = _expand_embedding(drift_sample)
-    return monitor_window(
+    measured = functools.partial(
+        monitor_window,
         reference,
         current,
         numeric=settings.dataset.numeric,
@@ -249,6 +251,17 @@ def measure(
         stamp=stamp,
         drift_sample=drift_sample,
     )
+    if settings.compute.engine != "dask":
+        return measured()
+    from flows.engine import dask_client, statistics_on_cluster  # imports distributed only when a cluster is asked for
+
+    with dask_client(settings.compute) as client:
+        get_run_logger().info(
+            "the drift statistics of %d columns run on the Dask cluster at %s",
+            len(settings.dataset.feature_names) + len(embedding) + 1,
+            client.scheduler.address,
+        )
+        return measured(statistics=statistics_on_cluster(client, settings.compute.unit_attempts))
 
 
 def step_episodes(

@@ -15,7 +15,7 @@ matter. Both numbers are kept for every column, drifted or not, so a trend below
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +94,25 @@ def categorical_drift(reference: pd.Series, current: pd.Series) -> tuple[float, 
     return distance, float(chi2_contingency(table.to_numpy()).pvalue)
 
 
+NUMERIC_METHOD, CATEGORICAL_METHOD = "normed Wasserstein + K-S", "Jensen-Shannon + chi-square"
+
+# Runs the per-column statistics of some columns, (column, numeric?) each, on two frames holding them and
+# returns (distance, p) per column in order: `column_statistics` here, or on a cluster (flows/engine.py).
+ColumnStatistics = Callable[[pd.DataFrame, pd.DataFrame, Sequence[tuple[str, bool]]], list[tuple[float, float]]]
+
+
+def column_statistics(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[tuple[str, bool]]
+) -> list[tuple[float, float]]:
+    """(distance, p-value) of each (column, numeric?): each column's statistics depend on that column only."""
+    return [
+        numeric_drift(reference[name].to_numpy(dtype=float), current[name].to_numpy(dtype=float))
+        if numeric
+        else categorical_drift(reference[name], current[name])
+        for name, numeric in columns
+    ]
+
+
 def drift_columns(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -101,32 +120,25 @@ def drift_columns(
     numeric: Sequence[str],
     categorical: Sequence[str],
     rule: DriftRule,
+    statistics: ColumnStatistics = column_statistics,
 ) -> list[ColumnDrift]:
     """One verdict per column of one family (all tested at once: the correction counts them)."""
-    columns = [*numeric, *categorical]
+    columns = [(name, True) for name in numeric] + [(name, False) for name in categorical]
     level = rule.p_value / max(len(columns), 1)
-    result = []
-    for column in columns:
-        if column in numeric:
-            distance, p = numeric_drift(reference[column].to_numpy(dtype=float), current[column].to_numpy(dtype=float))
-            method = "normed Wasserstein + K-S"
-        else:
-            distance, p = categorical_drift(reference[column], current[column])
-            method = "Jensen-Shannon + chi-square"
-        result.append(
-            ColumnDrift(
-                column=column,
-                method=method,
-                distance=distance,
-                p_value=p,
-                level=level,
-                bar=rule.distance,
-                significant=bool(math.isfinite(p) and p < level),
-                material=bool(math.isfinite(distance) and distance >= rule.distance),
-                rows=len(current),
-            )
+    return [
+        ColumnDrift(
+            column=name,
+            method=NUMERIC_METHOD if is_numeric else CATEGORICAL_METHOD,
+            distance=distance,
+            p_value=p,
+            level=level,
+            bar=rule.distance,
+            significant=bool(math.isfinite(p) and p < level),
+            material=bool(math.isfinite(distance) and distance >= rule.distance),
+            rows=len(current),
         )
-    return result
+        for (name, is_numeric), (distance, p) in zip(columns, statistics(reference, current, columns), strict=True)
+    ]
 
 
 def drifted_share(columns: Sequence[ColumnDrift]) -> float:

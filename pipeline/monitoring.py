@@ -24,6 +24,7 @@ estimated_<m> and estimated_<m>_labelled (CBPE), cbpe_gap_roc_auc.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,7 @@ from pipeline.cbpe import (
     fit_calibrator,
 )
 from pipeline.config import Monitoring
-from pipeline.drift import ColumnDrift, DriftRule, drift_columns, drifted_share
+from pipeline.drift import ColumnDrift, ColumnStatistics, DriftRule, column_statistics, drift_columns, drifted_share
 from pipeline.evidently_report import Stamp
 from pipeline.quality_alert import ALERT as QUALITY_ALERT
 from pipeline.quality_alert import TOO_FEW, QualityRule, QualityTest, test_quality
@@ -169,6 +170,7 @@ def monitor_window(
     report: bool = True,
     stamp: Stamp | None = None,
     drift_sample: pd.DataFrame | None = None,
+    statistics: ColumnStatistics = column_statistics,
 ) -> MonitorResult:
     """Drift, realised and estimated quality of `current` against `reference`, and the alerts they raise.
 
@@ -176,7 +178,8 @@ def monitor_window(
     skips Evidently (no HTML, no snapshots): the numbers and verdicts are the same.
     `drift_sample`: the rows of `current` at `sample_positions(len(current), max_rows, seed)`, with their
     features, when `current` holds only ids, scores and targets (a large window is loaded that way);
-    drawn from `current` when None.
+    drawn from `current` when None. `statistics` computes the per-column drift statistics (here, or on a
+    cluster: the numbers are the same).
     Raises ValueError when either frame has no rows.
     """
     if current.empty:
@@ -201,9 +204,10 @@ def monitor_window(
         if sampled
         else ""
     )
-    features = drift_columns(ref, window, numeric=numeric, categorical=categorical, rule=rules.drift)
-    embedded = drift_columns(ref, window, numeric=embedding, categorical=[], rule=rules.drift)
-    [score] = drift_columns(_sample(holdout, max_rows, seed), window, numeric=[SCORE], categorical=[], rule=rules.drift)
+    drift = functools.partial(drift_columns, rule=rules.drift, statistics=statistics)
+    features = drift(ref, window, numeric=numeric, categorical=categorical)
+    embedded = drift(ref, window, numeric=embedding, categorical=[])
+    [score] = drift(_sample(holdout, max_rows, seed), window, numeric=[SCORE], categorical=[])
     metrics = [
         _share("drift_share_features", "raw feature", features, rules.drift_share_threshold, len(window)),
         _share("drift_share_embedding", "embedding", embedded, rules.drift_share_threshold, len(window)),

@@ -133,6 +133,9 @@ def test_dask_engine_builds_the_same_warehouse_as_the_local_engine(s3: S3Server,
         "blocks 0 and 1 as the workers wrote them"
     )
     assert [f.on_cluster for f in local_files] == [0, 0]
+    with Client(cluster) as client:
+        ran = set(client.run_on_scheduler(task_prefixes))
+    assert {"run_unit", "validate_block", "column_statistics"} <= ran, "score, ingest and monitor used the cluster"
     assert dask_reports[0].chunks >= 2, "the full pass ran as several units (one per group of records files)"
     assert [r.positives for r in dask_reports] == [r.positives for r in local_reports]
     store = here.store()
@@ -205,6 +208,11 @@ def test_a_backfill_on_the_cluster_scores_exactly_the_records_since_the_date_onc
     assert sorted(v2["record_id"]) == sorted(arrivals(250, start=4150)["loan_id"]) and v2["backfill"].all()
     after = project.query("SELECT record_id, model_version, score FROM predictions_current ORDER BY record_id")
     pd.testing.assert_frame_equal(after, current)
+
+
+def task_prefixes(dask_scheduler: Any) -> list[str]:
+    """The kinds of task the scheduler has run (a task's key starts with its function's name)."""
+    return list(dask_scheduler.task_prefixes)
 
 
 def kill_a_busy_worker(address: str, deadline_s: float) -> bool:
