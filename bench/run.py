@@ -174,7 +174,9 @@ def main() -> None:
     monitor_small = step("monitor", small)
     say("score flow on a 2-worker Dask LocalCluster, and the bare Dask chain ...")
     # Like with like: the Dask runs score with the config's explanations, as the local runs averaged here did.
-    on_dask = dask_bench.measure(small, step, rows, explained["score_explained_s"])
+    on_dask = dask_bench.measure(
+        small, small_file, step, rows, explained["score_explained_s"], monitor_small["seconds"]["monitor"]
+    )
 
     settings = load_settings(small)
     from flows.runtime import load_champion, open_store

@@ -1,5 +1,7 @@
-"""The Dask engine: `score`'s units of work on a Dask cluster (`[compute] engine = "dask"`), and a
-backfill's (`score_on_cluster(..., since=...)`: the units of warehouse/backfill.py, committed with its marks).
+"""The Dask engine (`[compute] engine = "dask"`): `score`'s units of work on a Dask cluster, and a backfill's
+(`score_on_cluster(..., since=...)`: the units of warehouse/backfill.py, committed with its marks); the blocks
+of a large file `ingest` validates (`blocks_on_cluster`, committed by flows/ingest.py); and the per-column
+drift statistics of `monitor` (`statistics_on_cluster`).
 
 Why plain Dask futures inside one Prefect task, and not one Prefect task per unit on a DaskTaskRunner
 (prefect-dask): measured here (2 cores, loaded, LocalCluster of 2 worker processes, 16 units of 25,000
