@@ -171,6 +171,31 @@ def test_a_worker_killed_mid_score_loses_nothing_and_duplicates_nothing(
     assert project.counts()["predictions"] == 1500, "a run after the kill adds nothing"
 
 
+def test_a_worker_killed_mid_ingest_loses_nothing_and_duplicates_nothing(
+    s3: S3Server, cluster: str, tmp_path: Path
+) -> None:
+    project = s3_project(tmp_path / "kill-ingest", s3, "kill-ingest", engine="dask", address=cluster, ingest_min_rows=1)
+    rows = synthetic_arrivals(3000, "I")
+    rows.loc[17, "int_rate"] = "abc"
+    project.drop_parquet(rows, "big.parquet")
+
+    outcome: dict[str, Any] = {}
+    run = threading.Thread(target=lambda: outcome.update(files=ingest(project.config)))
+    run.start()
+    killed = kill_a_busy_worker(cluster, deadline_s=240, task="validate_block")
+    run.join(timeout=600)
+
+    assert killed, "no worker was seen validating a block"
+    assert not run.is_alive() and "files" in outcome, "the ingest run did not finish on the remaining workers"
+    [report] = outcome["files"]
+    assert (report.stored, report.quarantined, report.on_cluster) == (2999, 1, 30)
+    counts = project.counts()
+    assert (counts["records"], counts["quarantine"]) == (2999, 1)
+    assert project.scalar("SELECT count(DISTINCT record_id) FROM records") == 2999
+    project.drop_parquet(rows, "again.parquet")
+    assert [f.skipped for f in ingest(project.config)] == [True], "the same content again adds nothing"
+
+
 def test_an_unreachable_scheduler_is_one_clear_error(
     s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,12 +240,12 @@ def task_prefixes(dask_scheduler: Any) -> list[str]:
     return list(dask_scheduler.task_prefixes)
 
 
-def kill_a_busy_worker(address: str, deadline_s: float) -> bool:
-    """SIGKILL the process of a worker while it runs a score unit; True once done."""
+def kill_a_busy_worker(address: str, deadline_s: float, task: str = "run_unit") -> bool:
+    """SIGKILL the process of a worker while it runs a `task` (a score unit by default); True once done."""
     with Client(address) as client:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
-            busy = [worker for worker, keys in client.processing().items() if any("run_unit" in str(k) for k in keys)]
+            busy = [worker for worker, keys in client.processing().items() if any(task in str(k) for k in keys)]
             if busy:
                 pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
                 os.kill(pid, signal.SIGKILL)
