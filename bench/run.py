@@ -164,6 +164,11 @@ def main() -> None:
     drop_file(small_file, small)
     say("ingest + score (raw file) ...")
     ingest_score = step("ingest+score", small, EXPLAIN_OFF)  # like the bare chain: no explanations
+    again = make_config(work / "small-again")  # a second run needs a project that has not ingested the file
+    step("train", again)
+    drop_file(small_file, again)
+    ingest_score_again = step("ingest+score", again, EXPLAIN_OFF)
+    shutil.rmtree(again.parent, ignore_errors=True)
     say("score flow (records already ingested), with explanations and without ...")
     score_small = rescore(small, EXPLAIN_OFF)  # the comparison with the bare chain: scoring alone
     explained = explain_over_plain(small)
@@ -206,7 +211,8 @@ def main() -> None:
 
     dashboard = time_queries(load_settings(large).warehouse_dir / "warehouse.duckdb")
 
-    ingest_score_s = sum(ingest_score["seconds"].values())  # one run: the comparison errs against the flow
+    # The faster of two runs, as the bare chain is the fastest of three (one run varied by a fifth).
+    ingest_score_s = min(sum(run["seconds"].values()) for run in (ingest_score, ingest_score_again))
     # The fastest of the score flow's three runs without explanations, as the bare chain's fastest of three.
     score_flow_s = min(score_small["seconds"]["score"], explained["score_plain_fastest_s"])
     results = {
