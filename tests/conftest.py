@@ -107,6 +107,28 @@ def tiny_config_document(reference_path: str = "reference.csv") -> dict[str, dic
     }
 
 
+# ------------------------------------------------------------------------------------------ scheduling
+
+# The modules that start a real S3 server. Its ports are fixed, so one runs at a time on this machine
+# (tests/s3server.py holds a lock); with `make test`'s two workers, a second S3 module sent to the other worker
+# waited idle for the first, over a minute and a half.
+S3_MODULES = frozenset({"tests/flows/test_on_s3.py", "tests/flows/test_dask_engine.py"})
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, with the S3 modules sent to one worker as one unit, one after the other."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class S3ModulesTogether(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope = str(super()._split_scope(nodeid))
+            return "the S3 modules" if scope in S3_MODULES else scope
+
+    return S3ModulesTogether(config, log)
+
+
 # ------------------------------------------------------------------------------------------ fixtures
 
 
