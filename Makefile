@@ -154,7 +154,7 @@ up: env ## start server, deployments, worker, dashboard and reports UI in the ba
 dashboard: env ## the read-only dashboard on http://127.0.0.1:8501 (foreground; Ctrl-C stops it)
 	$(DASHBOARD_CMD)
 
-bench: env ## benchmark against the bare libraries and a peer pipeline at 1M rows (10M for memory); ~7 min idle, longer loaded
+bench: env ## benchmark against the bare libraries and a peer pipeline at 1M rows (10M for memory); ~19 min idle, longer loaded
 	$(RUN) python -m bench.run --rows 1000000 --big-rows 10000000
 
 bench-dask: env ## the score flow on a 2-worker Dask LocalCluster vs the local engine, and the bare Dask chain, 1M rows

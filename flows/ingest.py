@@ -217,16 +217,23 @@ def _blocks_on_cluster(
     ids = id_windows(Path(job.path), settings.dataset.id_column, block_rows)
     with dask_client(settings.compute) as client:
         for run in blocks_on_cluster(client, job, range(blocks), settings.compute.unit_attempts):
-            first_row, block_ids = run.number * block_rows + 1, next(ids)
-            why = "the worker could not read it"  # the flow reads it to say why, and refuses the file there
-            outcome = None if run.result is None else _commit_validated(store, job, run.result, block_ids, check)
-            if run.result is None or isinstance(outcome, str):
-                why = outcome if isinstance(outcome, str) else why
-                raw = parquet_block(Path(job.path), run.number, block_rows)
-                checked = _store_block(store, settings, raw, job.batch(run.number), job.name, job.now, first_row, check)
-                outcome = None if checked is None else Stored.of(raw, checked)
-            units.append(_unit_row(run, outcome, why, len(block_ids)))
-            yield len(block_ids), outcome
+            block_ids = next(ids, None)
+            outcome: Stored | str | None = "the worker could not read it"
+            if block_ids is None:
+                outcome = "its ids could not be read"
+            elif run.result is not None:
+                outcome = _commit_validated(store, job, run.result, block_ids, check)
+            if not isinstance(outcome, str):
+                units.append(_unit_row(run, outcome, "", len(block_ids or [])))
+                yield len(block_ids or []), outcome
+                continue
+            # Validated here, as the local engine does; a block that cannot be read refuses the file here.
+            raw = parquet_block(Path(job.path), run.number, block_rows)
+            first_row = run.number * block_rows + 1
+            checked = _store_block(store, settings, raw, job.batch(run.number), job.name, job.now, first_row, check)
+            here = None if checked is None else Stored.of(raw, checked)
+            units.append(_unit_row(run, here, outcome, raw.num_rows))
+            yield raw.num_rows, here
 
 
 def _commit_validated(
