@@ -130,10 +130,12 @@ def test_a_run_that_lost_a_race_waits_for_a_quiet_log_but_never_longer_than_its_
 
 
 def test_the_worker_side_of_the_dask_engine_imports_no_prefect() -> None:
-    """A Dask worker imports flows.unit_work to run a unit; Prefect's import would add seconds to its start."""
+    """A Dask worker imports flows.unit_work to run a score unit, flows.ingest_work to validate a block and
+    pipeline.drift for the monitor's statistics; Prefect's import would add seconds to its start."""
     import subprocess
     import sys
 
-    probe = "import sys, flows.unit_work; print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect'}))"
+    modules = "flows.unit_work, flows.ingest_work, pipeline.drift"
+    probe = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'prefect'}}))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
