@@ -2,7 +2,7 @@
 
 Prints a table of rows/s and ratios and writes the same to artifacts/bench/results.json. Each flow
 step runs in its own process (bench/task.py), so peak memory is measured per step. The score flow's
-ratio to the bare chain compares the fastest of three runs of each; ingest + score is one run.
+ratio to the bare chain compares the fastest of three runs of each; ingest + score is the faster of two.
 """
 
 from __future__ import annotations
